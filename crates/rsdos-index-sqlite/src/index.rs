@@ -1,0 +1,428 @@
+//! The SQLite implementation of [`ObjectIndex`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rsdos_core::{Error, IndexTotals, ObjectIndex, PackedEntry, PackedLocation, Result};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+/// disk-objectstore's schema, verbatim (as SQLAlchemy emits it).
+const SCHEMA: &str = "CREATE TABLE db_object (
+\tid INTEGER NOT NULL, 
+\thashkey VARCHAR NOT NULL, 
+\tcompressed BOOLEAN NOT NULL, 
+\tsize INTEGER NOT NULL, 
+\t\"offset\" INTEGER NOT NULL, 
+\tlength INTEGER NOT NULL, 
+\tpack_id INTEGER NOT NULL, 
+\tPRIMARY KEY (id)
+);
+CREATE UNIQUE INDEX ix_db_object_hashkey ON db_object (hashkey);";
+
+/// rsdos's secondary index (see the crate docs).
+const PACK_OFFSET_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS ix_rsdos_pack_offset ON db_object (pack_id, \"offset\")";
+
+/// Keys per `IN (...)` query. SQLite 3.32+ allows 32766 variables; this keeps statements small.
+const IN_CHUNK: usize = 900;
+
+/// Connections kept for reuse; more may exist while many threads are busy.
+const POOL_MAX: usize = 8;
+
+/// How long a write waits for another process's transaction before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+const COLUMNS: &str = "hashkey, compressed, size, \"offset\", length, pack_id";
+
+/// disk-objectstore's `packs.idx`, shared by all threads of a process (see the crate docs).
+#[derive(Debug)]
+pub struct SqliteIndex {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl SqliteIndex {
+    /// Creates a new index file with disk-objectstore's schema (and rsdos's pack index).
+    /// Fails if the file exists.
+    pub fn create(path: &Path) -> Result<Self> {
+        if path.exists() {
+            return Err(Error::AlreadyExists {
+                path: path.to_path_buf(),
+                detail: "the index already exists".into(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| db_err(path, "create", e))?;
+        let index = SqliteIndex {
+            path: path.to_path_buf(),
+            pool: Mutex::new(Vec::new()),
+        };
+        configure(&conn, path)?;
+        conn.execute_batch(&format!("BEGIN; {SCHEMA}; {PACK_OFFSET_INDEX}; COMMIT;"))
+            .map_err(|e| db_err(path, "create schema", e))?;
+        index.release(conn);
+        Ok(index)
+    }
+
+    /// Opens an existing index; a missing file is [`Error::NotInitialised`], a file that is not
+    /// an index is [`ErrorKind::Corrupt`](rsdos_core::ErrorKind::Corrupt).
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::NotInitialised {
+                path: path.parent().unwrap_or(path).to_path_buf(),
+                detail: format!("the pack index {} does not exist", path.display()),
+            });
+        }
+        let index = SqliteIndex {
+            path: path.to_path_buf(),
+            pool: Mutex::new(Vec::new()),
+        };
+        // Open one connection now so that a corrupt or foreign file is reported at open time.
+        let conn = index.acquire()?;
+        let has_table: Option<String> = conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='db_object'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_err(path, "read schema", e))?;
+        if has_table.is_none() {
+            return Err(Error::corrupt(
+                "index",
+                path.display().to_string(),
+                "no db_object table: not a disk-objectstore pack index",
+            ));
+        }
+        index.release(conn);
+        Ok(index)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds rsdos's `(pack_id, offset)` index to an index created by disk-objectstore (a no-op
+    /// if present). Maintenance operations call this; reads work without it.
+    pub fn ensure_pack_offset_index(&self) -> Result<()> {
+        self.with_conn(|c| c.execute_batch(PACK_OFFSET_INDEX), "create pack index")
+    }
+
+    /// Writes a consistent copy of the database to `dest` with SQLite's online backup, safe
+    /// while other processes write.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        self.with_conn(
+            |c| {
+                c.execute("VACUUM INTO ?1", params![dest.to_string_lossy()])
+                    .map(|_| ())
+            },
+            "back up",
+        )
+    }
+
+    fn acquire(&self) -> Result<Connection> {
+        if let Some(conn) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| db_err(&self.path, "open", e))?;
+        configure(&conn, &self.path)?;
+        Ok(conn)
+    }
+
+    fn release(&self, conn: Connection) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(conn);
+        }
+    }
+
+    /// Runs `f` on a pooled connection; the connection goes back to the pool unless it failed.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+        what: &str,
+    ) -> Result<T> {
+        let mut conn = self.acquire()?;
+        match f(&mut conn) {
+            Ok(v) => {
+                self.release(conn);
+                Ok(v)
+            }
+            Err(e) => Err(db_err(&self.path, what, e)),
+        }
+    }
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| db_err(path, "configure", e))?;
+    // disk-objectstore sets WAL on every connect; it is persistent in the file header.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=wal", [], |r| r.get(0))
+        .map_err(|e| db_err(path, "set WAL mode", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Index {
+            path: path.to_path_buf(),
+            detail: format!("cannot switch to WAL mode (journal mode is {mode})"),
+            source: "journal_mode".into(),
+        });
+    }
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(())
+}
+
+fn db_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    {
+        return Error::corrupt(
+            "index",
+            path.display().to_string(),
+            format!("{what}: {e} (rebuild it with `rsdos rebuild-index`)"),
+        );
+    }
+    Error::Index {
+        path: path.to_path_buf(),
+        detail: format!("{what} failed: {e}"),
+        source: Box::new(e),
+    }
+}
+
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackedEntry> {
+    Ok(PackedEntry {
+        hashkey: r.get(0)?,
+        location: PackedLocation {
+            compressed: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            offset: r.get::<_, i64>(3)? as u64,
+            length: r.get::<_, i64>(4)? as u64,
+            pack_id: r.get::<_, i64>(5)? as u64,
+        },
+    })
+}
+
+fn to_i64(v: u64) -> rusqlite::Result<i64> {
+    i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+impl ObjectIndex for SqliteIndex {
+    fn get(&self, hashkey: &str) -> Result<Option<PackedLocation>> {
+        self.with_conn(
+            |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM db_object WHERE hashkey = ?1"
+                ))?
+                .query_row([hashkey], row_to_entry)
+                .optional()
+                .map(|o| o.map(|e| e.location))
+            },
+            "look up",
+        )
+    }
+
+    fn get_many(&self, hashkeys: &[&str]) -> Result<Vec<PackedEntry>> {
+        let mut keys: Vec<&str> = hashkeys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        self.with_conn(
+            |c| {
+                let mut out = Vec::new();
+                for chunk in keys.chunks(IN_CHUNK) {
+                    let placeholders = vec!["?"; chunk.len()].join(",");
+                    let sql = format!(
+                        "SELECT {COLUMNS} FROM db_object WHERE hashkey IN ({placeholders})"
+                    );
+                    let mut stmt = c.prepare_cached(&sql)?;
+                    let rows =
+                        stmt.query_map(rusqlite::params_from_iter(chunk.iter()), row_to_entry)?;
+                    for row in rows {
+                        out.push(row?);
+                    }
+                }
+                Ok(out)
+            },
+            "look up",
+        )
+    }
+
+    fn insert(&self, entries: &[PackedEntry]) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.with_conn(
+            |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut added = 0u64;
+                {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "INSERT OR IGNORE INTO db_object ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    ))?;
+                    for e in entries {
+                        let l = &e.location;
+                        added += stmt.execute(params![
+                            e.hashkey,
+                            l.compressed,
+                            to_i64(l.size)?,
+                            to_i64(l.offset)?,
+                            to_i64(l.length)?,
+                            to_i64(l.pack_id)?
+                        ])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(added)
+            },
+            "insert",
+        )
+    }
+
+    fn update(&self, entries: &[PackedEntry]) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.with_conn(
+            |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut changed = 0u64;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "UPDATE db_object SET compressed = ?2, size = ?3, \"offset\" = ?4, length = ?5, pack_id = ?6 WHERE hashkey = ?1",
+                    )?;
+                    for e in entries {
+                        let l = &e.location;
+                        changed += stmt.execute(params![
+                            e.hashkey,
+                            l.compressed,
+                            to_i64(l.size)?,
+                            to_i64(l.offset)?,
+                            to_i64(l.length)?,
+                            to_i64(l.pack_id)?
+                        ])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(changed)
+            },
+            "update",
+        )
+    }
+
+    fn delete(&self, hashkeys: &[&str]) -> Result<Vec<String>> {
+        if hashkeys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(
+            |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut deleted = Vec::new();
+                {
+                    let mut stmt = tx.prepare_cached("DELETE FROM db_object WHERE hashkey = ?1")?;
+                    for k in hashkeys {
+                        if stmt.execute([k])? > 0 {
+                            deleted.push((*k).to_string());
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(deleted)
+            },
+            "delete",
+        )
+    }
+
+    fn totals(&self) -> Result<IndexTotals> {
+        self.with_conn(
+            |c| {
+                c.query_row(
+                    "SELECT count(*), COALESCE(SUM(size), 0), COALESCE(SUM(length), 0) FROM db_object",
+                    [],
+                    |r| {
+                        Ok(IndexTotals {
+                            count: r.get::<_, i64>(0)? as u64,
+                            size: r.get::<_, i64>(1)? as u64,
+                            length: r.get::<_, i64>(2)? as u64,
+                        })
+                    },
+                )
+            },
+            "count",
+        )
+    }
+
+    fn pack_ids(&self) -> Result<Vec<u64>> {
+        self.with_conn(
+            |c| {
+                let mut stmt =
+                    c.prepare_cached("SELECT DISTINCT pack_id FROM db_object ORDER BY pack_id")?;
+                let ids = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+                ids.map(|r| r.map(|v| v as u64)).collect()
+            },
+            "list pack ids",
+        )
+    }
+
+    fn pack_entries_page(
+        &self,
+        pack_id: u64,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<PackedEntry>> {
+        self.with_conn(
+            |c| {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let rows: rusqlite::Result<Vec<PackedEntry>> = match after {
+                    None => c
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM db_object WHERE pack_id = ?1 ORDER BY \"offset\", hashkey LIMIT ?2"
+                        ))?
+                        .query_map(params![to_i64(pack_id)?, limit], row_to_entry)?
+                        .collect(),
+                    Some((offset, key)) => c
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM db_object WHERE pack_id = ?1 AND (\"offset\" > ?2 OR (\"offset\" = ?2 AND hashkey > ?3)) ORDER BY \"offset\", hashkey LIMIT ?4"
+                        ))?
+                        .query_map(params![to_i64(pack_id)?, to_i64(offset)?, key, limit], row_to_entry)?
+                        .collect(),
+                };
+                rows
+            },
+            "list pack",
+        )
+    }
+
+    fn hashkeys_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.with_conn(
+            |c| {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let mut stmt = c.prepare_cached(
+                    "SELECT hashkey FROM db_object WHERE hashkey > ?1 ORDER BY hashkey LIMIT ?2",
+                )?;
+                let keys = stmt.query_map(params![after.unwrap_or(""), limit], |r| r.get(0))?;
+                keys.collect()
+            },
+            "list hashkeys",
+        )
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| Error::io("stat", &self.path, e))
+    }
+
+    fn vacuum(&self) -> Result<()> {
+        self.with_conn(|c| c.execute_batch("VACUUM"), "vacuum")
+    }
+}

@@ -1,0 +1,54 @@
+//! rsdos: a fast, server-less, content-addressed object store for millions of files,
+//! on-disk compatible with AiiDA's `disk-objectstore`.
+//!
+//! A [`Container`] is a folder. New objects are written cheaply as loose files (one file per
+//! object, named by the hash of its content), or straight into packs; packs are a few large
+//! append-only files indexed by an SQLite database (`packs.idx`). Objects are stored once
+//! whatever the number of inserts, optionally compressed (zlib as disk-objectstore, or zstd),
+//! and read back as streams in bounded memory.
+//!
+//! ```
+//! use rsdos::{Container, InitOptions, PackWriteOptions};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let container = Container::init(dir.path(), &InitOptions::default()).unwrap();
+//!
+//! // A loose object, durable when the call returns.
+//! let key = container.add_object(b"hello").unwrap();
+//! assert_eq!(container.get_object(&key).unwrap(), b"hello");
+//!
+//! // Many objects straight into a pack, in one transaction per pack.
+//! let contents: Vec<&[u8]> = vec![b"a", b"b", b"a"];
+//! let keys = container
+//!     .add_many_to_pack(contents, &PackWriteOptions::default())
+//!     .unwrap();
+//! assert_eq!(keys[0], keys[2]);
+//! let count = container.count().unwrap();
+//! assert_eq!((count.loose, count.packed), (1, 2));
+//! ```
+//!
+//! See `docs/design.md` in the repository for the on-disk format, the traits behind the
+//! container ([`ObjectIndex`](rsdos_core::ObjectIndex), [`PackStore`](rsdos_core::PackStore))
+//! and the concurrency and crash rules.
+
+mod codec;
+mod container;
+mod hashing;
+mod layout;
+mod lock;
+mod loose;
+mod options;
+mod pack_writer;
+mod read_many;
+mod reader;
+
+pub use codec::{Codec, detect_codec, looks_compressed};
+pub use container::Container;
+pub use lock::MaintenanceLock;
+pub use options::{InitOptions, OpenOptions, PackWriteOptions};
+pub use read_many::{ManyItem, ManyReader};
+pub use reader::ObjectReader;
+pub use rsdos_core::{
+    CompressMode, CompressionAlgorithm, ContainerConfig, Error, ErrorKind, HashType, ObjectCount,
+    ObjectMeta, ObjectType, PackedLocation, Result, TotalSize,
+};

@@ -1,0 +1,208 @@
+//! Loose objects: one file per object under `loose/`, written through `sandbox/`.
+
+use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use rsdos_core::{Error, HashType, ObjectIndex, Result, durable};
+
+use crate::hashing::read_up_to;
+
+thread_local! {
+    /// Copy buffer of loose writes, reused so that a write allocates nothing per object.
+    static COPY_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 256 * 1024]);
+}
+
+/// The loose-object folder of one container.
+#[derive(Debug, Clone)]
+pub(crate) struct LooseStore {
+    dir: PathBuf,
+    sandbox: PathBuf,
+    prefix_len: usize,
+    hash_type: HashType,
+}
+
+impl LooseStore {
+    pub(crate) fn new(
+        dir: PathBuf,
+        sandbox: PathBuf,
+        prefix_len: usize,
+        hash_type: HashType,
+    ) -> Self {
+        LooseStore {
+            dir,
+            sandbox,
+            prefix_len,
+            hash_type,
+        }
+    }
+
+    /// Path of a (validated) hashkey: `loose/<key[:n]>/<key[n:]>`, or `loose/<key>` for n = 0.
+    pub(crate) fn path_of(&self, hashkey: &str) -> PathBuf {
+        if self.prefix_len == 0 {
+            self.dir.join(hashkey)
+        } else {
+            self.dir
+                .join(&hashkey[..self.prefix_len])
+                .join(&hashkey[self.prefix_len..])
+        }
+    }
+
+    /// Size of the loose file of `hashkey`, if there is one.
+    pub(crate) fn size(&self, hashkey: &str) -> Result<Option<u64>> {
+        let path = self.path_of(hashkey);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat loose object", path, e)),
+        }
+    }
+
+    /// Opens the loose file of `hashkey` with its size, if there is one.
+    pub(crate) fn open(&self, hashkey: &str) -> Result<Option<(File, u64)>> {
+        let path = self.path_of(hashkey);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open loose object", path, e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat loose object", &path, e))?
+            .len();
+        Ok(Some((file, len)))
+    }
+
+    /// Writes one object from `reader` and returns its hashkey; durable when this returns.
+    ///
+    /// The bytes go to a fresh file in `sandbox/` while being hashed. If the object already
+    /// exists (a loose file of the right size, or a row in the index) the sandbox file is
+    /// dropped without an fsync. Otherwise: fsync of the file, rename into place, fsync of the
+    /// shard folder that received it (and of `loose/` when the shard folder is new).
+    pub(crate) fn write(&self, reader: &mut dyn Read, index: &dyn ObjectIndex) -> Result<String> {
+        let tmp = self.sandbox.join(uuid::Uuid::new_v4().simple().to_string());
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create sandbox file", &tmp, e))?;
+        let result = self.write_into(&mut file, &tmp, reader, index);
+        drop(file);
+        match result {
+            Ok((key, true)) => Ok(key),
+            Ok((key, false)) => {
+                let _ = std::fs::remove_file(&tmp);
+                Ok(key)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns the key and whether the sandbox file was moved into place.
+    fn write_into(
+        &self,
+        file: &mut File,
+        tmp: &Path,
+        reader: &mut dyn Read,
+        index: &dyn ObjectIndex,
+    ) -> Result<(String, bool)> {
+        let mut hasher = self.hash_type.hasher();
+        let mut len = 0u64;
+        COPY_BUF.with(|buf| -> Result<()> {
+            let mut buf = buf.borrow_mut();
+            loop {
+                let n =
+                    read_up_to(reader, &mut buf).map_err(|e| Error::io("read input of", tmp, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n])
+                    .map_err(|e| Error::io("write sandbox file", tmp, e))?;
+                len += n as u64;
+                if n < buf.len() {
+                    // read_up_to only returns short at the end of the input.
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        let key = hasher.finish_hex();
+        if self.size(&key)? == Some(len) || index.get(&key)?.is_some() {
+            return Ok((key, false));
+        }
+        file.sync_data().map_err(|e| Error::io("fsync", tmp, e))?;
+        let dest = self.path_of(&key);
+        let shard = dest.parent().unwrap_or(&self.dir).to_path_buf();
+        if self.prefix_len > 0 && !shard.is_dir() {
+            match std::fs::create_dir(&shard) {
+                Ok(()) => durable::fsync_dir(&self.dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create loose folder", &shard, e)),
+            }
+        }
+        // rename() replaces atomically: a concurrent writer of the same content converges on
+        // one file, and a damaged file of the wrong size is replaced.
+        std::fs::rename(tmp, &dest).map_err(|e| Error::io("move into place", &dest, e))?;
+        durable::fsync_dir(&shard)?;
+        Ok((key, true))
+    }
+
+    /// Deletes the loose file of `hashkey`; true if there was one.
+    pub(crate) fn delete(&self, hashkey: &str) -> Result<bool> {
+        let path = self.path_of(hashkey);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("delete loose object", path, e)),
+        }
+    }
+
+    /// Calls `f` with the hashkey of every loose object (names that are not valid hashkeys of
+    /// the container's hash type, such as `.DS_Store`, are skipped).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(String, &Path) -> Result<()>) -> Result<()> {
+        let read = |dir: &Path| std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e));
+        if self.prefix_len == 0 {
+            for entry in read(&self.dir)? {
+                let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
+                if let Some(name) = entry.file_name().to_str()
+                    && self.hash_type.validate(name).is_ok()
+                {
+                    f(name.to_string(), &entry.path())?;
+                }
+            }
+            return Ok(());
+        }
+        for shard in read(&self.dir)? {
+            let shard = shard.map_err(|e| Error::io("list", &self.dir, e))?;
+            let Some(prefix) = shard.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if prefix.len() != self.prefix_len
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                || !shard.file_type().map(|t| t.is_dir()).unwrap_or(false)
+            {
+                continue;
+            }
+            let shard_path = shard.path();
+            for entry in read(&shard_path)? {
+                let entry = entry.map_err(|e| Error::io("list", &shard_path, e))?;
+                let Some(rest) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let key = format!("{prefix}{rest}");
+                if self.hash_type.validate(&key).is_ok() {
+                    f(key, &entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

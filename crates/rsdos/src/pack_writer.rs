@@ -1,0 +1,280 @@
+//! Writing objects straight into packs: one transaction per pack, bounded memory.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+
+use rsdos_core::{CompressMode, Error, PackAppender, PackId, PackedEntry, PackedLocation, Result};
+
+use crate::codec::{BufCompressor, StreamEncoder, auto_should_compress};
+use crate::container::Container;
+use crate::hashing::{HashingReader, read_up_to};
+use crate::lock::MaintenanceLock;
+
+/// Objects up to this size are read whole into memory, hashed, looked up in batches and
+/// written only if new; larger ones are streamed into the pack (and cut off again if they turn
+/// out to be duplicates).
+const SMALL_OBJECT_MAX: usize = 1024 * 1024;
+/// Small objects buffered before one batched index lookup and write.
+const PENDING_MAX_OBJECTS: usize = 2048;
+/// Bytes of small objects buffered at most.
+const PENDING_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+struct Pending {
+    hashkey: String,
+    data: Vec<u8>,
+}
+
+/// A session of direct-to-pack writes. Holds the maintenance lock and the appender of the
+/// current pack; rows of each pack are committed in one transaction after the pack's bytes
+/// are fsynced. Dropping it without [`PackWriter::finish`] discards the uncommitted tail.
+pub(crate) struct PackWriter<'c> {
+    container: &'c Container,
+    compress: CompressMode,
+    fsync: bool,
+    appender: Option<Box<dyn PackAppender>>,
+    /// Position of the current pack up to which everything is committed.
+    committed_len: u64,
+    rows: Vec<PackedEntry>,
+    /// Hashkeys written (or found present) in this session.
+    seen: HashSet<String>,
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+    compressor: BufCompressor,
+    scratch: Vec<u8>,
+    inbuf: Vec<u8>,
+    next_pack_hint: PackId,
+    _lock: MaintenanceLock,
+}
+
+impl<'c> PackWriter<'c> {
+    pub(crate) fn new(
+        container: &'c Container,
+        compress: CompressMode,
+        fsync: bool,
+    ) -> Result<Self> {
+        let lock = container.maintenance_lock()?;
+        Ok(PackWriter {
+            container,
+            compress,
+            fsync,
+            appender: None,
+            committed_len: 0,
+            rows: Vec::new(),
+            seen: HashSet::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            compressor: BufCompressor::new(container.config().compression_algorithm),
+            scratch: Vec::new(),
+            inbuf: Vec::new(),
+            next_pack_hint: container.pack_id_hint(),
+            _lock: lock,
+        })
+    }
+
+    /// Adds one object; returns its hashkey. Small objects are only buffered here.
+    pub(crate) fn add(&mut self, reader: &mut dyn Read) -> Result<String> {
+        if self.inbuf.len() != SMALL_OBJECT_MAX + 1 {
+            self.inbuf = vec![0u8; SMALL_OBJECT_MAX + 1];
+        }
+        let n = read_up_to(reader, &mut self.inbuf)
+            .map_err(|e| Error::io("read input object", "<stream>", e))?;
+        let head = self.inbuf[..n].to_vec();
+        if n <= SMALL_OBJECT_MAX {
+            let hashkey = self.container.config().hash_type.hash_hex(&head);
+            if self.seen.insert(hashkey.clone()) {
+                self.pending_bytes += head.len();
+                self.pending.push(Pending {
+                    hashkey: hashkey.clone(),
+                    data: head,
+                });
+                if self.pending.len() >= PENDING_MAX_OBJECTS
+                    || self.pending_bytes >= PENDING_MAX_BYTES
+                {
+                    self.flush_pending()?;
+                }
+            }
+            return Ok(hashkey);
+        }
+        self.flush_pending()?;
+        self.add_streamed(head, reader)
+    }
+
+    /// Writes buffered small objects that are not already packed.
+    fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let keys: Vec<&str> = pending.iter().map(|p| p.hashkey.as_str()).collect();
+        let present: HashSet<String> = self
+            .container
+            .index()
+            .get_many(&keys)?
+            .into_iter()
+            .map(|e| e.hashkey)
+            .collect();
+        for p in pending {
+            if present.contains(&p.hashkey) {
+                continue;
+            }
+            let compress = match self.compress {
+                CompressMode::Yes => true,
+                CompressMode::No | CompressMode::Keep => false,
+                CompressMode::Auto => auto_should_compress(&p.data, p.data.len() as u64),
+            };
+            let mut scratch = std::mem::take(&mut self.scratch);
+            if compress {
+                self.compressor
+                    .compress(&p.data, &mut scratch)
+                    .map_err(|e| Error::io("compress", format!("object {}", p.hashkey), e))?;
+            }
+            let stored: &[u8] = if compress { &scratch } else { &p.data };
+            let appender = self.ensure_pack()?;
+            let offset = appender.position();
+            let pack_id = appender.pack_id();
+            if let Err(e) = appender.write_all(stored) {
+                let _ = appender.truncate(offset);
+                return Err(Error::io("append to pack", format!("pack {pack_id}"), e));
+            }
+            let length = stored.len() as u64;
+            self.scratch = scratch;
+            self.rows.push(PackedEntry {
+                hashkey: p.hashkey,
+                location: PackedLocation {
+                    pack_id,
+                    offset,
+                    length,
+                    size: p.data.len() as u64,
+                    compressed: compress,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams a large object into the current pack while hashing (and compressing).
+    fn add_streamed(&mut self, head: Vec<u8>, rest: &mut dyn Read) -> Result<String> {
+        let hash_type = self.container.config().hash_type;
+        let algorithm = self.container.config().compression_algorithm;
+        let compress = match self.compress {
+            CompressMode::Yes => true,
+            CompressMode::No | CompressMode::Keep => false,
+            CompressMode::Auto => auto_should_compress(&head, u64::MAX),
+        };
+        let appender = self.ensure_pack()?;
+        let offset = appender.position();
+        let pack_id = appender.pack_id();
+        let mut input = HashingReader::new(std::io::Cursor::new(head).chain(rest), hash_type);
+        let copied = if compress {
+            StreamEncoder::new(algorithm, &mut *appender).and_then(|mut enc| {
+                std::io::copy(&mut input, &mut enc)?;
+                enc.finish().map(|_| ())
+            })
+        } else {
+            std::io::copy(&mut input, &mut *appender).map(|_| ())
+        };
+        if let Err(e) = copied {
+            let _ = appender.truncate(offset);
+            return Err(Error::io(
+                "stream object into pack",
+                format!("pack {pack_id}"),
+                e,
+            ));
+        }
+        let length = appender.position() - offset;
+        let (hashkey, size) = input.finish();
+        let duplicate =
+            !self.seen.insert(hashkey.clone()) || self.container.index().get(&hashkey)?.is_some();
+        if duplicate {
+            if let Some(appender) = self.appender.as_mut() {
+                appender.truncate(offset)?;
+            }
+        } else {
+            self.rows.push(PackedEntry {
+                hashkey: hashkey.clone(),
+                location: PackedLocation {
+                    pack_id,
+                    offset,
+                    length,
+                    size,
+                    compressed: compress,
+                },
+            });
+        }
+        Ok(hashkey)
+    }
+
+    /// The appender to write the next object to: the current pack while it is below
+    /// `pack_size_target`, else (after committing it) the first pack id, from the cached hint
+    /// on, that is absent or below target and not sealed (disk-objectstore's rule, so a pack
+    /// overshoots the target by at most one object).
+    fn ensure_pack(&mut self) -> Result<&mut Box<dyn PackAppender>> {
+        let target = self.container.config().pack_size_target;
+        let full = self
+            .appender
+            .as_ref()
+            .is_some_and(|a| a.position() >= target);
+        if full {
+            self.commit()?;
+            self.appender = None;
+            self.next_pack_hint += 1;
+        }
+        if self.appender.is_none() {
+            let packs = self.container.packs();
+            let mut id = self.next_pack_hint;
+            loop {
+                let usable = match packs.len(id)? {
+                    None => true,
+                    Some(len) => len < target && !packs.is_sealed(id)?,
+                };
+                if usable {
+                    break;
+                }
+                id += 1;
+            }
+            let appender = packs.open_append(id)?;
+            self.committed_len = appender.position();
+            self.next_pack_hint = id;
+            self.container.set_pack_id_hint(id);
+            self.appender = Some(appender);
+        }
+        self.appender
+            .as_mut()
+            .ok_or_else(|| Error::InvalidArgument("BUG: no pack appender".into()))
+    }
+
+    /// Makes the current pack durable and commits its rows in one transaction.
+    fn commit(&mut self) -> Result<()> {
+        let Some(appender) = self.appender.as_mut() else {
+            return Ok(());
+        };
+        if self.fsync {
+            appender.sync()?;
+        }
+        self.container.index().insert(&self.rows)?;
+        self.rows.clear();
+        self.committed_len = appender.position();
+        Ok(())
+    }
+
+    /// Writes what is buffered and commits the current pack.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.flush_pending()?;
+        self.commit()?;
+        self.appender = None;
+        Ok(())
+    }
+}
+
+impl Drop for PackWriter<'_> {
+    fn drop(&mut self) {
+        // Rows not committed are invisible; their bytes would only be an unreferenced tail.
+        if let Some(appender) = self.appender.as_mut() {
+            let pos = appender.position();
+            if pos > self.committed_len {
+                let _ = appender.truncate(self.committed_len);
+            }
+        }
+    }
+}
