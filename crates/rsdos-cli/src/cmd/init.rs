@@ -1,0 +1,95 @@
+//! `rsdos init`: create a new, empty container.
+//!
+//! Defaults are disk-objectstore's (sha256, `zlib+1`, 4 GiB packs, 2-character loose shards),
+//! so that a container made without options is one disk-objectstore can open and write.
+
+use anyhow::Result;
+use bytesize::ByteSize;
+use clap::{Args, ValueEnum};
+use rsdos::{CompressionAlgorithm, Container, HashType, InitOptions};
+
+use crate::cmd::Global;
+use crate::output::note;
+
+/// Arguments of `rsdos init`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example: rsdos -p /data/store init --compression zstd+3 --pack-size-target 1GiB"
+)]
+pub struct InitArgs {
+    /// Hash that names the objects.
+    #[arg(long, value_enum, default_value_t = HashArg::Sha256)]
+    hash_type: HashArg,
+
+    /// Codec for compressed objects: zlib+1..zlib+9 (readable by disk-objectstore) or
+    /// zstd+1..zstd+22 (rsdos only).
+    #[arg(long, default_value = "zlib+1", value_parser = parse_compression, value_name = "ALGO+LEVEL")]
+    compression: CompressionAlgorithm,
+
+    /// Size after which a pack file is closed and a new one started: bytes, or a size such as
+    /// 512MiB or 4GiB.
+    #[arg(long, default_value = "4GiB", value_parser = parse_size, value_name = "SIZE")]
+    pack_size_target: u64,
+
+    /// Hex characters of the hashkey used as the loose sub-folder name (0 = no sub-folders).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    loose_prefix_len: usize,
+}
+
+/// The hash types, as clap values (so `--help` lists them and typos are usage errors).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum HashArg {
+    Sha256,
+    Sha1,
+}
+
+impl From<HashArg> for HashType {
+    fn from(h: HashArg) -> Self {
+        match h {
+            HashArg::Sha256 => HashType::Sha256,
+            HashArg::Sha1 => HashType::Sha1,
+        }
+    }
+}
+
+/// Parses `zlib+1`-style names with the library's parser, so the CLI accepts exactly what
+/// `config.json` may hold.
+fn parse_compression(s: &str) -> Result<CompressionAlgorithm, String> {
+    s.parse::<CompressionAlgorithm>().map_err(|e| e.to_string())
+}
+
+/// Parses a byte count (`4294967296`) or a size with a unit (`4GiB`, `500 MB`); 0 is refused
+/// here rather than by the library so that it is reported as a usage error.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let size: ByteSize = s.trim().parse()?;
+    if size.0 == 0 {
+        return Err("the pack size target must be more than 0 bytes".into());
+    }
+    Ok(size.0)
+}
+
+/// Creates the container and prints `Created container: <path>`.
+pub fn run(global: &Global, args: InitArgs) -> Result<()> {
+    let options = InitOptions::default()
+        .with_hash_type(args.hash_type.into())
+        .with_compression_algorithm(args.compression)
+        .with_pack_size_target(args.pack_size_target)
+        .with_loose_prefix_len(args.loose_prefix_len);
+    Container::init(&global.path, &options)?;
+    if !global.quiet {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "Created container: {}", global.path.display())?;
+        out.flush()?;
+    }
+    if args.compression.is_rsdos_only() {
+        note(
+            global.quiet,
+            format_args!(
+                "note: objects compressed with {} cannot be read by disk-objectstore",
+                args.compression
+            ),
+        );
+    }
+    Ok(())
+}
