@@ -105,6 +105,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Reading the input of an object being stored failed (the caller's stream, not ours).
+    #[error("cannot read the input of the object being stored")]
+    Input {
+        /// The error of the input stream.
+        #[source]
+        source: std::io::Error,
+    },
     /// The index database failed.
     #[error("index {}: {detail}", path.display())]
     Index {
@@ -147,7 +154,7 @@ impl Error {
             Error::NotInitialised { .. } => ErrorKind::NotInitialised,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::Input { .. } => ErrorKind::Io,
             Error::Index { .. } => ErrorKind::Index,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,

@@ -57,7 +57,8 @@ impl LocalPackStore {
 
     /// A handle on the current file of `pack_id`, from the cache when it is still linked.
     fn handle(&self, pack_id: PackId) -> Result<Arc<File>> {
-        if let Some(f) = self.cache().get(&pack_id).cloned() {
+        let cached = self.cache().get(&pack_id).cloned();
+        if let Some(f) = cached {
             // A pack replaced under the same name (disk-objectstore's repack) leaves our handle
             // on the unlinked old file: its link count drops to 0.
             match f.metadata() {

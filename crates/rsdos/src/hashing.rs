@@ -9,6 +9,7 @@ pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: ObjectHasher,
     bytes: u64,
+    failed: bool,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -17,7 +18,13 @@ impl<R: Read> HashingReader<R> {
             inner,
             hasher: hash_type.hasher(),
             bytes: 0,
+            failed: false,
         }
+    }
+
+    /// True if a read of the inner reader failed (to tell input errors from output errors).
+    pub(crate) fn input_failed(&self) -> bool {
+        self.failed
     }
 
     /// The hashkey and number of bytes read so far.
@@ -28,7 +35,7 @@ impl<R: Read> HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)

@@ -76,8 +76,7 @@ impl<'c> PackWriter<'c> {
         if self.inbuf.len() != SMALL_OBJECT_MAX + 1 {
             self.inbuf = vec![0u8; SMALL_OBJECT_MAX + 1];
         }
-        let n = read_up_to(reader, &mut self.inbuf)
-            .map_err(|e| Error::io("read input object", "<stream>", e))?;
+        let n = read_up_to(reader, &mut self.inbuf).map_err(|source| Error::Input { source })?;
         let head = self.inbuf[..n].to_vec();
         if n <= SMALL_OBJECT_MAX {
             let hashkey = self.container.config().hash_type.hash_hex(&head);
@@ -176,11 +175,11 @@ impl<'c> PackWriter<'c> {
         };
         if let Err(e) = copied {
             let _ = appender.truncate(offset);
-            return Err(Error::io(
-                "stream object into pack",
-                format!("pack {pack_id}"),
-                e,
-            ));
+            return Err(if input.input_failed() {
+                Error::Input { source: e }
+            } else {
+                Error::io("append to pack", format!("pack {pack_id}"), e)
+            });
         }
         let length = appender.position() - offset;
         let (hashkey, size) = input.finish();

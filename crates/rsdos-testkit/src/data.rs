@@ -1,0 +1,59 @@
+//! Reproducible random test data (xorshift; no dependency).
+
+/// A small deterministic PRNG (xorshift64*).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator (seed 0 is replaced by a fixed non-zero value).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// `len` random bytes.
+pub fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        v.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// `len` bytes of compressible text (numbers and words on lines).
+pub fn text_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "energy",
+        "forces",
+        "cell",
+        "kpoints",
+        "atoms",
+        "step",
+        "converged",
+    ];
+    let mut v = Vec::with_capacity(len + 64);
+    while v.len() < len {
+        let w = WORDS[rng.below(WORDS.len() as u64) as usize];
+        v.extend_from_slice(
+            format!("{w} = {:.6}\n", rng.below(1_000_000) as f64 / 997.0).as_bytes(),
+        );
+    }
+    v.truncate(len);
+    v
+}
