@@ -37,8 +37,10 @@ mod hashing;
 mod layout;
 mod lock;
 mod loose;
+mod maintenance;
 mod options;
 mod pack_writer;
+mod progress;
 mod read_many;
 mod reader;
 
@@ -46,6 +48,7 @@ pub use codec::{Codec, detect_codec, looks_compressed};
 pub use container::Container;
 pub use lock::MaintenanceLock;
 pub use options::{InitOptions, OpenOptions, PackWriteOptions};
+pub use progress::{NoProgress, Progress, ProgressUnit, StopFlag};
 pub use read_many::{ManyItem, ManyReader};
 pub use reader::ObjectReader;
 pub use rsdos_core::{

@@ -1,0 +1,4 @@
+//! Maintenance operations: they keep a store healthy for years. Each one is an `impl
+//! Container` block in its own file, takes the maintenance lock, reports progress through
+//! [`Progress`](crate::Progress), and follows the crash rules of `docs/design.md` (add before
+//! remove; fsync before commit; delete last).

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one command that runs every test of the project (and what CI runs, via .ci/run):
+# formatting, lints, documentation, the Rust test suites (unit, behaviour, interop with the
+# real disk-objectstore 1.5.0, crash and concurrency tests in their quick mode).
+# It installs what it needs into the repository (.venv) and needs only cargo and python3.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python venv with disk-objectstore 1.5.0 (for the interop tests)"
+scripts/setup-venv.sh
+export RSDOS_TEST_PYTHON="$PWD/.venv/bin/python"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "cargo test"
+cargo test --workspace
+
+step "all tests passed"
