@@ -47,6 +47,8 @@ mod reader;
 pub use codec::{Codec, detect_codec, looks_compressed};
 pub use container::Container;
 pub use lock::MaintenanceLock;
+pub use maintenance::clean::{CleanOptions, CleanReport};
+pub use maintenance::pack::{PackOptions, PackReport};
 pub use options::{InitOptions, OpenOptions, PackWriteOptions};
 pub use progress::{NoProgress, Progress, ProgressUnit, StopFlag};
 pub use read_many::{ManyItem, ManyReader};

@@ -2,3 +2,6 @@
 //! Container` block in its own file, takes the maintenance lock, reports progress through
 //! [`Progress`](crate::Progress), and follows the crash rules of `docs/design.md` (add before
 //! remove; fsync before commit; delete last).
+
+pub(crate) mod clean;
+pub(crate) mod pack;

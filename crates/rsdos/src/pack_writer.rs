@@ -43,7 +43,12 @@ pub(crate) struct PackWriter<'c> {
     scratch: Vec<u8>,
     inbuf: Vec<u8>,
     next_pack_hint: PackId,
-    _lock: MaintenanceLock,
+    /// Rows added to the index by this writer.
+    inserted: u64,
+    /// Hashkeys whose rows were committed since the last [`PackWriter::take_committed`].
+    committed: Vec<String>,
+    /// The maintenance lock, unless the caller holds it.
+    _lock: Option<MaintenanceLock>,
 }
 
 impl<'c> PackWriter<'c> {
@@ -53,7 +58,17 @@ impl<'c> PackWriter<'c> {
         fsync: bool,
     ) -> Result<Self> {
         let lock = container.maintenance_lock()?;
-        Ok(PackWriter {
+        Ok(Self::with_lock_held(container, compress, fsync, Some(lock)))
+    }
+
+    /// A writer for a caller that already holds the maintenance lock (`lock` is `None`).
+    pub(crate) fn with_lock_held(
+        container: &'c Container,
+        compress: CompressMode,
+        fsync: bool,
+        lock: Option<MaintenanceLock>,
+    ) -> Self {
+        PackWriter {
             container,
             compress,
             fsync,
@@ -67,8 +82,79 @@ impl<'c> PackWriter<'c> {
             scratch: Vec::new(),
             inbuf: Vec::new(),
             next_pack_hint: container.pack_id_hint(),
+            committed: Vec::new(),
+            inserted: 0,
             _lock: lock,
-        })
+        }
+    }
+
+    /// Hashkeys committed since the last call (for incremental clean after each pack).
+    pub(crate) fn take_committed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.committed)
+    }
+
+    /// Appends an object whose stored form is already prepared (hashed, verified and possibly
+    /// compressed by a worker thread). Skips hashkeys already written in this session.
+    pub(crate) fn add_prepared(
+        &mut self,
+        hashkey: String,
+        stored: &[u8],
+        size: u64,
+        compressed: bool,
+    ) -> Result<()> {
+        if !self.seen.insert(hashkey.clone()) {
+            return Ok(());
+        }
+        let appender = self.ensure_pack()?;
+        let offset = appender.position();
+        let pack_id = appender.pack_id();
+        if let Err(e) = appender.write_all(stored) {
+            let _ = appender.truncate(offset);
+            return Err(Error::io("append to pack", format!("pack {pack_id}"), e));
+        }
+        self.rows.push(PackedEntry {
+            hashkey,
+            location: PackedLocation {
+                pack_id,
+                offset,
+                length: stored.len() as u64,
+                size,
+                compressed,
+            },
+        });
+        Ok(())
+    }
+
+    /// Streams a large object whose hashkey must be `expected` (a loose file being packed);
+    /// on a mismatch the bytes are cut off again and a `Corrupt` error is returned.
+    pub(crate) fn add_stream_verified(
+        &mut self,
+        reader: &mut dyn Read,
+        expected: &str,
+    ) -> Result<()> {
+        self.flush_pending()?;
+        let rows_before = self.rows.len();
+        // The first bytes serve as the sample of the AUTO compression decision.
+        let mut head = vec![0u8; 128 * 1024];
+        let n = read_up_to(reader, &mut head).map_err(|source| Error::Input { source })?;
+        head.truncate(n);
+        let got = self.add_streamed(head, reader)?;
+        if got != expected {
+            if self.rows.len() > rows_before
+                && let Some(row) = self.rows.pop()
+                && let Some(appender) = self.appender.as_mut()
+                && appender.pack_id() == row.location.pack_id
+            {
+                appender.truncate(row.location.offset)?;
+            }
+            self.seen.remove(&got);
+            return Err(Error::corrupt(
+                "loose object",
+                expected.to_string(),
+                format!("its content hashes to {got}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Adds one object; returns its hashkey. Small objects are only buffered here.
@@ -251,19 +337,37 @@ impl<'c> PackWriter<'c> {
         if self.fsync {
             appender.sync()?;
         }
-        self.container.index().insert(&self.rows)?;
-        self.rows.clear();
+        self.inserted += self.container.index().insert(&self.rows)?;
+        self.committed
+            .extend(self.rows.drain(..).map(|r| r.hashkey));
         self.committed_len = appender.position();
         Ok(())
     }
 
     /// Writes what is buffered and commits the current pack.
-    pub(crate) fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
+        self.finish_keep().map(|_| ())
+    }
+
+    /// As [`PackWriter::finish`], returning the number of rows added and the hashkeys
+    /// committed since the last [`PackWriter::take_committed`].
+    pub(crate) fn finish_keep(mut self) -> Result<Finished> {
         self.flush_pending()?;
         self.commit()?;
         self.appender = None;
-        Ok(())
+        Ok(Finished {
+            total: self.inserted,
+            last_keys: std::mem::take(&mut self.committed),
+        })
     }
+}
+
+/// What a finished [`PackWriter`] committed.
+pub(crate) struct Finished {
+    /// Rows added to the index in the whole session.
+    pub(crate) total: u64,
+    /// Hashkeys committed since the last `take_committed`.
+    pub(crate) last_keys: Vec<String>,
 }
 
 impl Drop for PackWriter<'_> {

@@ -1,0 +1,260 @@
+//! `clean`: delete loose copies of packed objects, resolve `duplicates/`, sweep `sandbox/`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use rsdos_core::{Error, Result, durable};
+
+use crate::container::Container;
+use crate::progress::{Progress, ProgressUnit, check_stop};
+
+/// Options of [`Container::clean`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanOptions {
+    /// Compact the index afterwards (SQLite `VACUUM`).
+    pub vacuum: bool,
+    /// Sandbox files older than this are leftovers of killed writers and are removed; younger
+    /// ones may belong to a write in progress (default one hour).
+    pub sandbox_grace: Duration,
+    /// Threads unlinking files (default: the number of cores).
+    pub threads: usize,
+}
+
+impl Default for CleanOptions {
+    fn default() -> Self {
+        CleanOptions {
+            vacuum: false,
+            sandbox_grace: Duration::from_secs(3600),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+impl CleanOptions {
+    /// Sets whether to VACUUM the index.
+    pub fn with_vacuum(mut self, vacuum: bool) -> Self {
+        self.vacuum = vacuum;
+        self
+    }
+    /// Sets the sandbox grace period.
+    pub fn with_sandbox_grace(mut self, grace: Duration) -> Self {
+        self.sandbox_grace = grace;
+        self
+    }
+}
+
+/// What [`Container::clean`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanReport {
+    /// Loose copies of packed objects deleted.
+    pub loose_deleted: u64,
+    /// Files removed from `duplicates/`.
+    pub duplicates_removed: u64,
+    /// Objects restored from a duplicate copy because the loose file was missing or wrong.
+    pub duplicates_restored: u64,
+    /// Hashkeys whose duplicates were all wrong and whose object is nowhere else: the
+    /// duplicates are left in place for inspection.
+    pub inconsistent_duplicates: Vec<String>,
+    /// Old files removed from `sandbox/`.
+    pub sandbox_removed: u64,
+}
+
+impl Container {
+    /// Deletes the loose copies of packed objects, resolves `duplicates/` as disk-objectstore
+    /// does (keep or restore one verified copy, delete the others), removes sandbox leftovers
+    /// older than the grace period, and optionally VACUUMs the index. Safe while other
+    /// processes read and write: a loose file is deleted only after its packed copy is
+    /// committed, and readers that miss a loose file look the index up again.
+    ///
+    /// Takes the maintenance lock.
+    pub fn clean(&self, options: &CleanOptions, progress: &dyn Progress) -> Result<CleanReport> {
+        let _lock = self.lock_maintenance(Some(crate::container::DEFAULT_LOCK_WAIT))?;
+        let mut report = CleanReport::default();
+        self.clean_duplicates(&mut report)?;
+
+        let mut loose = Vec::new();
+        self.loose_store().for_each(|k, _| {
+            loose.push(k);
+            Ok(())
+        })?;
+        let mut doomed = Vec::new();
+        for chunk in loose.chunks(10_000) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let packed: HashSet<String> = self
+                .index()
+                .get_many(&refs)?
+                .into_iter()
+                .map(|e| e.hashkey)
+                .collect();
+            doomed.extend(chunk.iter().filter(|k| packed.contains(*k)).cloned());
+        }
+        progress.start(
+            "Deleting packed loose objects",
+            doomed.len() as u64,
+            ProgressUnit::Objects,
+        );
+        // Unlinking is bound by the file system, which overlaps work from several threads.
+        let queue = Mutex::new(doomed.chunks(256));
+        let deleted = Mutex::new(0u64);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..options.threads.max(1) {
+                s.spawn(|| {
+                    loop {
+                        if progress.should_stop() {
+                            return;
+                        }
+                        let Some(chunk) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                            return;
+                        };
+                        let mut n = 0;
+                        for key in chunk {
+                            match self.loose_store().delete(key) {
+                                Ok(true) => n += 1,
+                                Ok(false) => {}
+                                Err(e) => {
+                                    if let Ok(mut f) = failure.lock() {
+                                        f.get_or_insert(e);
+                                    }
+                                    return;
+                                }
+                            }
+                        }
+                        if let Ok(mut d) = deleted.lock() {
+                            *d += n;
+                        }
+                        progress.advance(chunk.len() as u64);
+                    }
+                });
+            }
+        });
+        progress.finish();
+        if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        report.loose_deleted = deleted.into_inner().unwrap_or_else(|p| p.into_inner());
+        check_stop(progress)?;
+        // The removed entries are durable once their folders are synced.
+        let mut shards: Vec<PathBuf> = doomed
+            .iter()
+            .filter_map(|k| {
+                self.loose_store()
+                    .path_of(k)
+                    .parent()
+                    .map(|p| p.to_path_buf())
+            })
+            .collect();
+        shards.sort();
+        shards.dedup();
+        for shard in shards {
+            durable::fsync_dir(&shard)?;
+        }
+
+        report.sandbox_removed = self.clean_sandbox(options.sandbox_grace)?;
+        if options.vacuum {
+            self.index().vacuum()?;
+        }
+        Ok(report)
+    }
+
+    /// Resolves `duplicates/<hashkey>.<suffix>` files.
+    fn clean_duplicates(&self, report: &mut CleanReport) -> Result<()> {
+        let dir = self.path().join("duplicates");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        let mut groups: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some((key, _)) = name.split_once('.')
+                && self.validate_key(key).is_ok()
+            {
+                groups
+                    .entry(key.to_string())
+                    .or_default()
+                    .push(entry.path());
+            }
+        }
+        let hash_type = self.config().hash_type;
+        let hash_file = |p: &PathBuf| -> Result<String> {
+            let mut f = std::fs::File::open(p).map_err(|e| Error::io("open", p, e))?;
+            let mut h = crate::hashing::HashingReader::new(&mut f, hash_type);
+            std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| Error::io("read", p, e))?;
+            Ok(h.finish().0)
+        };
+        for (key, mut copies) in groups {
+            copies.sort();
+            let loose_path = self.loose_store().path_of(&key);
+            let loose_ok = loose_path.is_file() && hash_file(&loose_path)? == key;
+            let present = loose_ok || self.index().get(&key)?.is_some();
+            if !present {
+                let mut restored = false;
+                for c in &copies {
+                    if hash_file(c)? == key {
+                        if let Some(shard) = loose_path.parent() {
+                            std::fs::create_dir_all(shard)
+                                .map_err(|e| Error::io("create folder", shard, e))?;
+                        }
+                        std::fs::rename(c, &loose_path)
+                            .map_err(|e| Error::io("restore duplicate", c, e))?;
+                        if let Some(shard) = loose_path.parent() {
+                            durable::fsync_dir(shard)?;
+                        }
+                        report.duplicates_restored += 1;
+                        restored = true;
+                        break;
+                    }
+                }
+                if !restored {
+                    report.inconsistent_duplicates.push(key);
+                    continue;
+                }
+            }
+            for c in copies {
+                match std::fs::remove_file(&c) {
+                    Ok(()) => report.duplicates_removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete duplicate", c, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes sandbox files older than `grace`; returns how many.
+    pub(crate) fn clean_sandbox(&self, grace: Duration) -> Result<u64> {
+        let dir = self.path().join("sandbox");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= grace)
+                .unwrap_or(false);
+            if old && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete sandbox leftover", entry.path(), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
