@@ -43,12 +43,15 @@ mod pack_writer;
 mod progress;
 mod read_many;
 mod reader;
+mod sidecar;
 
 pub use codec::{Codec, detect_codec, looks_compressed};
 pub use container::Container;
 pub use lock::MaintenanceLock;
 pub use maintenance::clean::{CleanOptions, CleanReport};
 pub use maintenance::pack::{PackOptions, PackReport};
+pub use maintenance::repack::{RepackOptions, RepackReport};
+pub use maintenance::validate::{ValidateOptions, ValidationReport};
 pub use options::{InitOptions, OpenOptions, PackWriteOptions};
 pub use progress::{NoProgress, Progress, ProgressUnit, StopFlag};
 pub use read_many::{ManyItem, ManyReader};
@@ -57,3 +60,4 @@ pub use rsdos_core::{
     CompressMode, CompressionAlgorithm, ContainerConfig, Error, ErrorKind, HashType, ObjectCount,
     ObjectMeta, ObjectType, PackedLocation, Result, TotalSize,
 };
+pub use sidecar::{PackToc, RebuildReport, TocEntry};

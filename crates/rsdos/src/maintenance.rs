@@ -5,3 +5,6 @@
 
 pub(crate) mod clean;
 pub(crate) mod pack;
+mod rebuild;
+pub(crate) mod repack;
+pub(crate) mod validate;

@@ -327,7 +327,10 @@ impl Seek for ObjectReader {
                 self.pos = new;
             }
             Body::Decoded { .. } => {
-                if new < self.pos {
+                // The decoder always stands at min(pos, size).
+                let target = new.min(self.size);
+                self.pos = self.pos.min(self.size);
+                if target < self.pos {
                     if let Body::Decoded {
                         source,
                         codec,
@@ -338,7 +341,7 @@ impl Seek for ObjectReader {
                     }
                     self.pos = 0;
                 }
-                let mut skip = new.min(self.size) - self.pos;
+                let mut skip = target - self.pos;
                 let mut scratch = [0u8; 64 * 1024];
                 while skip > 0 {
                     let n = self.read(&mut scratch[..(skip.min(64 * 1024)) as usize])?;
