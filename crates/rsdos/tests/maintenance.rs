@@ -1,0 +1,328 @@
+//! pack, clean, repack and the maintenance lock.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rsdos::{
+    CleanOptions, CompressMode, CompressionAlgorithm, Container, ErrorKind, InitOptions,
+    NoProgress, ObjectType, PackOptions, PackWriteOptions, Progress, ProgressUnit, RepackOptions,
+    StopFlag,
+};
+use rsdos_testkit::data::{Rng, random_bytes, text_bytes};
+
+fn filled(dir: &std::path::Path, n: usize, target: u64) -> (Container, HashMap<String, Vec<u8>>) {
+    let c = Container::init(
+        &dir.join("c"),
+        &InitOptions::default().with_pack_size_target(target),
+    )
+    .expect("init");
+    let mut rng = Rng::new(n as u64);
+    let mut all = HashMap::new();
+    for i in 0..n {
+        let data = if i % 2 == 0 {
+            random_bytes(&mut rng, i * 13 % 2000)
+        } else {
+            text_bytes(&mut rng, i * 29 % 3000)
+        };
+        all.insert(c.add_object(&data).expect("add"), data);
+    }
+    (c, all)
+}
+
+fn assert_all_readable(c: &Container, all: &HashMap<String, Vec<u8>>) {
+    for (k, v) in all {
+        assert_eq!(&c.get_object(k).expect("get"), v, "{k}");
+    }
+}
+
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, u64, u64)>>);
+
+impl Progress for Recorder {
+    fn start(&self, description: &str, total: u64, _unit: ProgressUnit) {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((description.to_string(), total, 0));
+    }
+    fn advance(&self, n: u64) {
+        if let Some(last) = self.0.lock().expect("lock").last_mut() {
+            last.2 += n;
+        }
+    }
+}
+
+#[test]
+fn pack_moves_every_loose_object_into_packs_and_clean_removes_the_copies() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, all) = filled(dir.path(), 400, 64 * 1024);
+    let progress = Recorder::default();
+    let report = c
+        .pack_loose(&PackOptions::default(), &progress)
+        .expect("pack");
+    assert_eq!(report.packed, all.len() as u64);
+    assert!(report.corrupt_loose.is_empty());
+    let events = progress.0.lock().expect("lock").clone();
+    assert_eq!(events[0].1, all.len() as u64);
+    assert_eq!(events[0].2, all.len() as u64, "progress adds up");
+    let count = c.count().expect("count");
+    assert_eq!(count.packed, all.len() as u64);
+    assert_eq!(
+        count.loose,
+        all.len() as u64,
+        "loose copies stay until clean"
+    );
+    assert!(count.pack_files > 1);
+    // Packing again finds nothing to do.
+    assert_eq!(
+        c.pack_loose(&PackOptions::default(), &NoProgress)
+            .expect("again")
+            .packed,
+        0
+    );
+    let cleaned = c
+        .clean(&CleanOptions::default().with_vacuum(true), &NoProgress)
+        .expect("clean");
+    assert_eq!(cleaned.loose_deleted, all.len() as u64);
+    assert_eq!(c.count().expect("count").loose, 0);
+    assert_all_readable(&c, &all);
+    let sizes = c.total_size().expect("sizes");
+    assert_eq!(
+        sizes.total_size_packfiles_on_disk, sizes.total_size_packed_on_disk,
+        "no holes"
+    );
+}
+
+#[test]
+fn pack_with_incremental_clean_and_compression() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, all) = filled(dir.path(), 300, 32 * 1024);
+    let mut rng = Rng::new(77);
+    let big = text_bytes(&mut rng, 3 << 20);
+    let big_key = c.add_object(&big).expect("big");
+    let report = c
+        .pack_loose(
+            &PackOptions::default()
+                .with_compress(CompressMode::Auto)
+                .with_clean_loose_per_pack(true),
+            &NoProgress,
+        )
+        .expect("pack");
+    assert_eq!(report.packed, all.len() as u64 + 1);
+    assert_eq!(report.loose_deleted, all.len() as u64 + 1);
+    assert_eq!(c.count().expect("count").loose, 0);
+    assert_all_readable(&c, &all);
+    assert_eq!(c.get_object(&big_key).expect("big"), big);
+    let meta = c.meta(&big_key).expect("meta").packed.expect("packed");
+    assert!(meta.compressed, "large text is compressed under AUTO");
+}
+
+#[test]
+fn pack_leaves_a_corrupt_loose_file_alone_and_reports_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, all) = filled(dir.path(), 50, 1 << 20);
+    let victim = all
+        .keys()
+        .find(|k| all[*k].len() > 10)
+        .expect("victim")
+        .clone();
+    std::fs::write(c.loose_path(&victim).expect("p"), b"not the content").expect("corrupt");
+    let report = c
+        .pack_loose(&PackOptions::default(), &NoProgress)
+        .expect("pack");
+    assert_eq!(report.corrupt_loose, vec![victim.clone()]);
+    assert_eq!(report.packed, all.len() as u64 - 1);
+    assert_eq!(
+        c.meta(&victim).expect("meta").object_type,
+        ObjectType::Loose
+    );
+}
+
+#[test]
+fn interrupted_pack_commits_what_it_wrote_and_stays_consistent() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, all) = filled(dir.path(), 100, 4096);
+    let stop = StopFlag::new();
+    stop.stop();
+    let err = c
+        .pack_loose(&PackOptions::default(), &stop)
+        .expect_err("stopped");
+    assert_eq!(err.kind(), ErrorKind::Interrupted);
+    assert_all_readable(&c, &all);
+    let report = c
+        .pack_loose(&PackOptions::default(), &NoProgress)
+        .expect("resume");
+    assert_eq!(c.count().expect("count").packed, all.len() as u64);
+    assert!(report.packed <= all.len() as u64);
+}
+
+#[test]
+fn clean_resolves_duplicates_and_sweeps_old_sandbox_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = Container::init(&dir.path().join("c"), &InitOptions::default()).expect("init");
+    let good = c.add_object(b"good content").expect("add");
+    let dups = c.path().join("duplicates");
+    std::fs::write(dups.join(format!("{good}.1")), b"good content").expect("w");
+    std::fs::write(dups.join(format!("{good}.2")), b"garbage").expect("w");
+    // An object only present as a duplicate: restored from the first correct copy.
+    let lost = rsdos::HashType::Sha256.hash_hex(b"only a duplicate");
+    std::fs::write(dups.join(format!("{lost}.a")), b"wrong").expect("w");
+    std::fs::write(dups.join(format!("{lost}.b")), b"only a duplicate").expect("w");
+    // Duplicates that are all wrong and nothing else: kept and reported.
+    let bad = rsdos::HashType::Sha256.hash_hex(b"unrecoverable");
+    std::fs::write(dups.join(format!("{bad}.x")), b"wrong").expect("w");
+    std::fs::write(c.path().join("sandbox").join("leftover"), b"x").expect("w");
+    let report = c
+        .clean(
+            &CleanOptions::default().with_sandbox_grace(Duration::ZERO),
+            &NoProgress,
+        )
+        .expect("clean");
+    assert_eq!(report.duplicates_restored, 1);
+    assert_eq!(report.duplicates_removed, 3);
+    assert_eq!(report.inconsistent_duplicates, vec![bad.clone()]);
+    assert_eq!(report.sandbox_removed, 1);
+    assert_eq!(c.get_object(&lost).expect("restored"), b"only a duplicate");
+    assert_eq!(c.get_object(&good).expect("good"), b"good content");
+    assert!(dups.join(format!("{bad}.x")).exists());
+    // A young sandbox file (a write in progress) is left alone.
+    std::fs::write(c.path().join("sandbox").join("busy"), b"x").expect("w");
+    let report = c
+        .clean(&CleanOptions::default(), &NoProgress)
+        .expect("clean");
+    assert_eq!(report.sandbox_removed, 0);
+}
+
+#[test]
+fn repack_reclaims_holes_keeps_content_and_changes_compression() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = Container::init(
+        &dir.path().join("c"),
+        &InitOptions::default()
+            .with_pack_size_target(50_000)
+            .with_compression_algorithm(CompressionAlgorithm::Zstd(1)),
+    )
+    .expect("init");
+    let mut rng = Rng::new(8);
+    let contents: Vec<Vec<u8>> = (0..200)
+        .map(|i| text_bytes(&mut rng, 200 + i * 7))
+        .collect();
+    let mut big = text_bytes(&mut rng, 5 << 20);
+    big.extend(random_bytes(&mut rng, 100));
+    let mut keys = c
+        .add_many_to_pack(
+            contents.iter().map(|v| &v[..]),
+            &PackWriteOptions::default(),
+        )
+        .expect("pack");
+    keys.push(
+        c.add_stream_to_pack(&mut &big[..], &PackWriteOptions::default())
+            .expect("big"),
+    );
+    let before = c.total_size().expect("size");
+    let deleted = c.delete(keys.iter().step_by(3)).expect("delete");
+    assert!(!deleted.is_empty());
+    let untouched = c.packs().list().expect("list");
+    let report = c
+        .repack(&RepackOptions::default(), &NoProgress)
+        .expect("repack");
+    assert!(!report.rewritten.is_empty());
+    let after = c.total_size().expect("size");
+    assert!(after.total_size_packfiles_on_disk < before.total_size_packfiles_on_disk);
+    assert_eq!(
+        after.total_size_packfiles_on_disk, after.total_size_packed_on_disk,
+        "no holes left"
+    );
+    for (i, k) in keys.iter().enumerate() {
+        let want = if i == 200 { &big } else { &contents[i] };
+        if deleted.contains(k) {
+            assert!(!c.has(k).expect("has"));
+        } else {
+            assert_eq!(&c.get_object(k).expect("get"), want);
+        }
+    }
+    // Nothing to do now (no holes) unless asked.
+    let report = c
+        .repack(&RepackOptions::default(), &NoProgress)
+        .expect("again");
+    assert!(report.rewritten.is_empty());
+    assert!(untouched.len() >= 1);
+    // Compress everything.
+    let report = c
+        .repack(
+            &RepackOptions::default().with_compress(CompressMode::Yes),
+            &NoProgress,
+        )
+        .expect("yes");
+    assert!(!report.rewritten.is_empty());
+    let compressed = c.total_size().expect("size");
+    assert!(compressed.total_size_packed_on_disk < after.total_size_packed_on_disk / 2);
+    for k in keys.iter().filter(|k| !deleted.contains(k)) {
+        assert!(c.meta(k).expect("meta").packed.expect("p").compressed);
+    }
+    // And back.
+    c.repack(
+        &RepackOptions::default().with_compress(CompressMode::No),
+        &NoProgress,
+    )
+    .expect("no");
+    for (i, k) in keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| !deleted.contains(k))
+    {
+        let want = if i == 200 { &big } else { &contents[i] };
+        assert!(!c.meta(k).expect("meta").packed.expect("p").compressed);
+        assert_eq!(&c.get_object(k).expect("get"), want);
+    }
+}
+
+#[test]
+fn repack_removes_packs_no_row_points_to() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = Container::init(
+        &dir.path().join("c"),
+        &InitOptions::default().with_pack_size_target(10),
+    )
+    .expect("init");
+    let keys = c
+        .add_many_to_pack(
+            [&b"first object"[..], b"second object"],
+            &PackWriteOptions::default(),
+        )
+        .expect("pack");
+    assert_eq!(c.count().expect("count").pack_files, 2);
+    c.delete([&keys[0]]).expect("delete");
+    let report = c
+        .repack(&RepackOptions::default(), &NoProgress)
+        .expect("repack");
+    assert_eq!(report.removed_empty, vec![0]);
+    assert_eq!(c.count().expect("count").pack_files, 1);
+    assert_eq!(c.get_object(&keys[1]).expect("get"), b"second object");
+}
+
+#[test]
+fn a_second_maintainer_waits_or_fails_naming_the_holder() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = Container::init(&dir.path().join("c"), &InitOptions::default()).expect("init");
+    let held = c.lock_maintenance(None).expect("first");
+    let err = c
+        .lock_maintenance(Some(Duration::from_millis(100)))
+        .expect_err("second");
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    assert!(
+        err.to_string().contains(&std::process::id().to_string()),
+        "{err}"
+    );
+    let c2 = c.clone();
+    let waiter = std::thread::spawn(move || {
+        c2.lock_maintenance(Some(Duration::from_secs(10)))
+            .map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    drop(held);
+    waiter
+        .join()
+        .expect("join")
+        .expect("the waiter gets the lock once it is free");
+}
