@@ -642,7 +642,23 @@ impl Container {
             }
         }
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let locations = self.index().get_many(&refs)?;
         existed.extend(self.index().delete(&refs)?);
+        // Sealed packs describe their objects in a sidecar; drop the deleted ones from it,
+        // so that a rebuilt index does not bring them back.
+        let mut by_pack: HashMap<u64, HashSet<String>> = HashMap::new();
+        for e in locations {
+            by_pack
+                .entry(e.location.pack_id)
+                .or_default()
+                .insert(e.hashkey);
+        }
+        for (pack_id, gone) in by_pack {
+            if let Some(mut toc) = self.pack_toc(pack_id).ok().flatten() {
+                toc.entries.retain(|t| !gone.contains(&t.hashkey));
+                self.packs().seal(pack_id, &toc.encode())?;
+            }
+        }
         let mut seen = HashSet::new();
         Ok(keys
             .into_iter()

@@ -302,7 +302,12 @@ impl<'c> PackWriter<'c> {
             .is_some_and(|a| a.position() >= target);
         if full {
             self.commit()?;
-            self.appender = None;
+            // A full pack is never appended to again: seal it, which writes its sidecar.
+            if let Some(appender) = self.appender.take() {
+                let id = appender.pack_id();
+                drop(appender);
+                self.container.seal_pack(id)?;
+            }
             self.next_pack_hint += 1;
         }
         if self.appender.is_none() {
@@ -354,7 +359,16 @@ impl<'c> PackWriter<'c> {
     pub(crate) fn finish_keep(mut self) -> Result<Finished> {
         self.flush_pending()?;
         self.commit()?;
-        self.appender = None;
+        if let Some(appender) = self.appender.take() {
+            let (id, full) = (
+                appender.pack_id(),
+                appender.position() >= self.container.config().pack_size_target,
+            );
+            drop(appender);
+            if full {
+                self.container.seal_pack(id)?;
+            }
+        }
         Ok(Finished {
             total: self.inserted,
             last_keys: std::mem::take(&mut self.committed),

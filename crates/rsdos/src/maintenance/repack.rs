@@ -128,6 +128,8 @@ impl Container {
             next_id += 1;
             progress.start(&format!("Repack {old}"), count, ProgressUnit::Objects);
             self.copy_pack(old, new, options.compress, progress)?;
+            // A repacked pack is complete: seal it before its predecessor goes.
+            self.seal_pack(new)?;
             progress.finish();
             self.packs().delete(old)?;
             report.rewritten.push((old, new));
