@@ -1,0 +1,136 @@
+//! `rsdos-bench`: times the Rust core on n small objects (0-1000 bytes, half random, half
+//! text, as `bench/bench.py`) and prints one line per workload. A benchmark command, never a
+//! test: `cargo run --release -p rsdos-bench -- [N] [DIR]`.
+
+use std::io::Read;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rsdos::{
+    CleanOptions, CompressMode, Container, InitOptions, NoProgress, PackOptions, PackWriteOptions,
+    ValidateOptions,
+};
+use rsdos_testkit::data::{Rng, random_bytes, text_bytes};
+
+fn objects(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let len = rng.below(1001) as usize;
+            if i < n / 2 {
+                random_bytes(&mut rng, len)
+            } else {
+                text_bytes(&mut rng, len)
+            }
+        })
+        .collect()
+}
+
+fn timed<T>(name: &str, items: usize, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let start = Instant::now();
+    let out = f().with_context(|| name.to_string())?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{name:<44} {secs:>9.3} s {:>12.0} obj/s {:>9.2} us/obj",
+        items as f64 / secs,
+        secs * 1e6 / items.max(1) as f64
+    );
+    Ok(out)
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let base = match args.next() {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let data = objects(n, 1);
+    println!(
+        "rsdos-bench: n = {n} objects of 0-1000 bytes ({} bytes)",
+        data.iter().map(Vec::len).sum::<usize>()
+    );
+
+    let c = Container::init(&base.path().join("loose"), &InitOptions::default())?;
+    let keys = timed("add_object (loose, durable on return)", n, || {
+        data.iter()
+            .map(|d| Ok(c.add_object(d)?))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    timed("read_many, loose", n, || {
+        let mut total = 0;
+        for item in c.read_many(&keys, true)? {
+            let mut item = item?;
+            if let Some(r) = item.reader.as_mut() {
+                total += r.read_to_end(&mut Vec::new())?;
+            }
+        }
+        Ok(total)
+    })?;
+    timed("pack_loose (no compression)", n, || {
+        Ok(c.pack_loose(&PackOptions::default(), &NoProgress)?)
+    })?;
+    timed("clean (delete the loose copies)", n, || {
+        Ok(c.clean(&CleanOptions::default(), &NoProgress)?)
+    })?;
+    let mut shuffled = keys.clone();
+    let mut rng = Rng::new(2);
+    for i in (1..shuffled.len()).rev() {
+        shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    timed("read_many, packed, random order", n, || {
+        let mut total = 0;
+        for item in c.read_many(&shuffled, true)? {
+            let mut item = item?;
+            if let Some(r) = item.reader.as_mut() {
+                total += r.read_to_end(&mut Vec::new())?;
+            }
+        }
+        Ok(total)
+    })?;
+    let single = n.min(10_000);
+    timed("get_object one by one, packed", single, || {
+        shuffled[..single]
+            .iter()
+            .map(|k| Ok(c.get_object(k)?.len()))
+            .sum::<Result<usize>>()
+    })?;
+    timed("validate", n, || {
+        Ok(c.validate(&ValidateOptions::default(), &NoProgress)?)
+    })?;
+    timed("count", 1, || Ok(c.count()?))?;
+    timed("iter_hashkeys", n, || Ok(c.iter_hashkeys()?.count()))?;
+    timed("total_size", 1, || Ok(c.total_size()?))?;
+
+    for (name, mode) in [
+        ("no", CompressMode::No),
+        ("auto", CompressMode::Auto),
+        ("yes", CompressMode::Yes),
+    ] {
+        for algorithm in ["zlib+1", "zstd+1"] {
+            if mode == CompressMode::No && algorithm == "zstd+1" {
+                continue;
+            }
+            let dir = base.path().join(format!("pack-{name}-{algorithm}"));
+            let c = Container::init(
+                &dir,
+                &InitOptions::default().with_compression_algorithm(algorithm.parse()?),
+            )?;
+            timed(
+                &format!("add_many_to_pack, compress {name}, {algorithm}"),
+                n,
+                || {
+                    Ok(c.add_many_to_pack(
+                        data.iter().map(|d| &d[..]),
+                        &PackWriteOptions::default().with_compress(mode),
+                    )?)
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
