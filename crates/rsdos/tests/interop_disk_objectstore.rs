@@ -921,3 +921,91 @@ fn zstd_container_is_refused_by_dos_prefix0() {
 fn zstd_container_is_refused_by_dos_prefix2() {
     zstd_container_is_refused_by_dos(2);
 }
+
+// ---- maintenance results ------------------------------------------------------------------
+
+/// disk-objectstore reads the container, every object hashes to its key, and its validate()
+/// is clean; returns its object count.
+fn assert_dos_accepts(container: &Container, step: &str, want: &BTreeMap<String, Vec<u8>>) {
+    let report = run_json("dos_read.py", &[path_arg(container.path())]);
+    assert_eq!(
+        report["is_valid"],
+        json!(true),
+        "after {step}: dos validate: {}",
+        report["validate"]
+    );
+    let objects = obj(&report["objects"], "objects");
+    for (key, data) in want {
+        let entry = objects
+            .get(key)
+            .unwrap_or_else(|| panic!("after {step}: dos does not list {key}"));
+        assert_eq!(entry["hash_ok"], json!(true), "after {step}: {key}");
+        assert_eq!(
+            content_fields(entry),
+            content_json(data),
+            "after {step}: {key}"
+        );
+    }
+    assert_eq!(
+        objects.len(),
+        want.len(),
+        "after {step}: dos lists other objects"
+    );
+    assert_eq!(
+        report["copy"]["is_valid"],
+        json!(true),
+        "after {step}: dos keeps writing"
+    );
+}
+
+#[test]
+fn every_maintenance_result_is_valid_for_dos() {
+    use rsdos::{CleanOptions, NoProgress, PackOptions, RepackOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Container::init(
+        &dir.path().join("c"),
+        &InitOptions::default().with_pack_size_target(PACK_SIZE_TARGET),
+    )
+    .expect("init");
+    let mut rng = Rng::new(99);
+    let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..120 {
+        let len = (rng.next_u64() % 1500) as usize;
+        let data: Vec<u8> = if i % 2 == 0 {
+            (0..len).map(|_| (rng.next_u64() & 0xff) as u8).collect()
+        } else {
+            format!("line {i}\n").repeat(len / 8 + 1).into_bytes()
+        };
+        want.insert(c.add_object(&data).expect("add"), data);
+    }
+    c.pack_loose(
+        &PackOptions::default().with_compress(CompressMode::Auto),
+        &NoProgress,
+    )
+    .expect("pack");
+    assert_dos_accepts(&c, "pack", &want);
+    c.clean(&CleanOptions::default().with_vacuum(true), &NoProgress)
+        .expect("clean");
+    assert_dos_accepts(&c, "clean", &want);
+    let doomed: Vec<String> = want.keys().step_by(5).cloned().collect();
+    c.delete(&doomed).expect("delete");
+    for k in &doomed {
+        want.remove(k);
+    }
+    assert_dos_accepts(&c, "delete", &want);
+    c.repack(&RepackOptions::default(), &NoProgress)
+        .expect("repack");
+    assert_dos_accepts(&c, "repack", &want);
+    c.repack(
+        &RepackOptions::default().with_compress(CompressMode::Yes),
+        &NoProgress,
+    )
+    .expect("repack yes");
+    assert_dos_accepts(&c, "repack with compression", &want);
+    c.repack(
+        &RepackOptions::default().with_compress(CompressMode::No),
+        &NoProgress,
+    )
+    .expect("repack no");
+    assert_dos_accepts(&c, "repack without compression", &want);
+}
