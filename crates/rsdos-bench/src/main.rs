@@ -38,8 +38,50 @@ fn timed<T>(name: &str, items: usize, f: impl FnOnce() -> Result<T>) -> Result<T
     Ok(out)
 }
 
+/// `rsdos-bench op OP PATH [ARG]`: one maintenance operation on an existing container,
+/// printing `{"op": .., "seconds": ..}` (used by `compare_maintenance.py`, which times
+/// disk-objectstore on a copy of the same container).
+fn op(mut args: impl Iterator<Item = String>) -> Result<()> {
+    let op = args.next().context("missing OP")?;
+    let path = std::path::PathBuf::from(args.next().context("missing PATH")?);
+    let arg = args.next();
+    let c = Container::open(&path)?;
+    let start = Instant::now();
+    match op.as_str() {
+        "pack" => {
+            let compress = match arg.as_deref() {
+                Some("yes") => CompressMode::Yes,
+                Some("auto") => CompressMode::Auto,
+                _ => CompressMode::No,
+            };
+            c.pack_loose(&PackOptions::default().with_compress(compress), &NoProgress)?;
+        }
+        "clean" => {
+            c.clean(&CleanOptions::default(), &NoProgress)?;
+        }
+        "validate" => {
+            let report = c.validate(&ValidateOptions::default(), &NoProgress)?;
+            anyhow::ensure!(report.is_valid(), "not valid: {report:?}");
+        }
+        "repack" => {
+            c.repack(&rsdos::RepackOptions::default().with_all(true), &NoProgress)?;
+        }
+        "delete-every-10th" => {
+            let keys: Vec<String> = c.iter_hashkeys()?.collect::<rsdos::Result<_>>()?;
+            c.delete(keys.iter().step_by(10))?;
+        }
+        other => anyhow::bail!("unknown op {other}"),
+    }
+    println!("{{\"op\": \"{op}\", \"seconds\": {:.4}}}", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("op") {
+        args.next();
+        return op(args);
+    }
     let n: usize = args
         .next()
         .map(|s| s.parse())
