@@ -3,7 +3,10 @@
 //! [`Progress`](crate::Progress), and follows the crash rules of `docs/design.md` (add before
 //! remove; fsync before commit; delete last).
 
+pub(crate) mod backup;
 pub(crate) mod clean;
+pub(crate) mod import;
+pub(crate) mod migrate;
 pub(crate) mod pack;
 mod rebuild;
 pub(crate) mod repack;
