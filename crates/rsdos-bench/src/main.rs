@@ -70,6 +70,10 @@ fn op(mut args: impl Iterator<Item = String>) -> Result<()> {
             let keys: Vec<String> = c.iter_hashkeys()?.collect::<rsdos::Result<_>>()?;
             c.delete(keys.iter().step_by(10))?;
         }
+        "backup" => {
+            let dest = std::path::PathBuf::from(arg.as_deref().context("backup needs DEST")?);
+            c.backup(&dest, &rsdos::BackupOptions::default(), &NoProgress)?;
+        }
         other => anyhow::bail!("unknown op {other}"),
     }
     println!("{{\"op\": \"{op}\", \"seconds\": {:.4}}}", start.elapsed().as_secs_f64());

@@ -168,7 +168,8 @@ impl Container {
             let loc = e.location;
             let offset = appender.position();
             let store = std::sync::Arc::clone(self.packs_arc());
-            if loc.length <= IN_MEMORY_MAX {
+            // Both bounds: a small zlib stream may decompress to gigabytes.
+            if loc.length <= IN_MEMORY_MAX && loc.size <= IN_MEMORY_MAX {
                 let mut raw = vec![0u8; loc.length as usize];
                 self.packs().read_at(old, loc.offset, &mut raw)?;
                 let where_ = || format!("{} in pack {old} at offset {}", e.hashkey, loc.offset);
