@@ -312,10 +312,14 @@ impl<'c> PackWriter<'c> {
         }
         if self.appender.is_none() {
             let packs = self.container.packs();
+            // Ids below the highest existing pack that are absent were removed by a repack:
+            // they are retired, never created again, so that a reader holding an old location
+            // can never read another pack's bytes under the same id.
+            let highest = packs.list()?.last().copied();
             let mut id = self.next_pack_hint;
             loop {
                 let usable = match packs.len(id)? {
-                    None => true,
+                    None => highest.is_none_or(|h| id > h),
                     Some(len) => len < target && !packs.is_sealed(id)?,
                 };
                 if usable {

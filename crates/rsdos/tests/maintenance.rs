@@ -384,3 +384,40 @@ fn deleted_objects_stay_deleted_after_an_index_rebuild() {
         }
     }
 }
+
+#[test]
+fn pack_ids_removed_by_repack_are_never_reused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = Container::init(
+        &dir.path().join("c"),
+        &InitOptions::default().with_pack_size_target(100),
+    )
+    .expect("init");
+    let first = c
+        .add_many_to_pack(
+            [&[1u8; 150][..], &[2u8; 150][..], &[3u8; 150][..]],
+            &PackWriteOptions::default(),
+        )
+        .expect("pack");
+    let stale = c.meta(&first[0]).expect("meta").packed.expect("packed");
+    assert_eq!(stale.pack_id, 0);
+    c.delete([&first[1]]).expect("delete");
+    c.repack(&RepackOptions::default().with_all(true), &NoProgress)
+        .expect("repack");
+    assert!(
+        c.packs().len(0).expect("len").is_none(),
+        "pack 0 was rewritten under a new id"
+    );
+    // New writes from a fresh handle (pack hint 0) must not recreate pack 0.
+    let c = Container::open(c.path()).expect("open");
+    c.add_many_to_pack(
+        [&[9u8; 150][..], &[8u8; 150][..]],
+        &PackWriteOptions::default(),
+    )
+    .expect("more");
+    assert!(
+        c.packs().len(0).expect("len").is_none(),
+        "a retired pack id was reused"
+    );
+    assert_eq!(c.get_object(&first[0]).expect("get"), vec![1u8; 150]);
+}
