@@ -1,0 +1,180 @@
+//! Python iterators over many objects and over all hashkeys.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::PyTuple;
+use rsdos::{ManyReader, ObjectMeta};
+
+use crate::errors::to_pyerr;
+use crate::stream::ObjectStream;
+use crate::types::object_meta;
+
+/// Hashkeys fetched from the index per batch by [`HashkeyIter`].
+const KEY_BATCH: usize = 2048;
+
+fn poisoned<T>(_: T) -> PyErr {
+    PyRuntimeError::new_err("a previous operation on this iterator panicked")
+}
+
+struct ManyState {
+    reader: Option<ManyReader>,
+    /// Requested keys that cannot exist (not a hashkey of the container's type), yielded as
+    /// missing at the end unless missing objects are skipped.
+    invalid: VecDeque<String>,
+    skip_if_missing: bool,
+    /// The stream yielded last: closed when the iterator advances, as disk-objectstore
+    /// documents (a stream is valid until the next item), so that open files stay bounded.
+    previous: Option<Py<ObjectStream>>,
+}
+
+/// Iterator of `(hashkey, stream or None, ObjectMeta)` of `get_objects_stream_and_meta`: packed
+/// objects pack by pack in offset order, then loose ones, then (unless skipped) the missing
+/// ones. Each stream is valid until the iterator advances.
+#[pyclass(module = "rsdos._rsdos", name = "ObjectsIterator", frozen)]
+pub(crate) struct ManyIter {
+    state: Mutex<ManyState>,
+}
+
+impl ManyIter {
+    pub(crate) fn new(reader: ManyReader, invalid: Vec<String>, skip_if_missing: bool) -> Self {
+        ManyIter {
+            state: Mutex::new(ManyState {
+                reader: Some(reader),
+                invalid: invalid.into(),
+                skip_if_missing,
+                previous: None,
+            }),
+        }
+    }
+}
+
+#[pymethods]
+impl ManyIter {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let mut guard = self.state.lock_py_attached(py).map_err(poisoned)?;
+        let st = &mut *guard;
+        if let Some(prev) = st.previous.take() {
+            prev.get().close(py)?;
+        }
+        let next = match st.reader.as_mut() {
+            Some(reader) => py.detach(|| reader.next()),
+            None => None,
+        };
+        match next {
+            Some(Ok(item)) => {
+                let meta = object_meta(py, &item.meta)?;
+                let stream = match item.reader {
+                    Some(r) => {
+                        let s = Py::new(py, ObjectStream::new(r))?;
+                        st.previous = Some(s.clone_ref(py));
+                        s.into_bound(py).into_any()
+                    }
+                    None => py.None().into_bound(py),
+                };
+                let key = item.hashkey.into_pyobject(py)?.into_any();
+                Ok(Some(PyTuple::new(py, [key, stream, meta])?))
+            }
+            Some(Err(e)) => {
+                st.reader = None;
+                Err(to_pyerr(py, e))
+            }
+            None => {
+                st.reader = None;
+                if st.skip_if_missing {
+                    return Ok(None);
+                }
+                match st.invalid.pop_front() {
+                    Some(key) => {
+                        let meta = object_meta(py, &ObjectMeta::missing())?;
+                        let key = key.into_pyobject(py)?.into_any();
+                        Ok(Some(PyTuple::new(
+                            py,
+                            [key, py.None().into_bound(py), meta],
+                        )?))
+                    }
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Closes the stream yielded last and stops the iteration.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.state.lock_py_attached(py).map_err(poisoned)?;
+        if let Some(prev) = guard.previous.take() {
+            prev.get().close(py)?;
+        }
+        guard.reader = None;
+        guard.invalid.clear();
+        Ok(())
+    }
+}
+
+type KeyIterator = Box<dyn Iterator<Item = rsdos::Result<String>> + Send>;
+
+struct KeyState {
+    source: Option<KeyIterator>,
+    batch: VecDeque<String>,
+}
+
+/// Iterator of every hashkey of the container (`list_all_objects`), fetched in batches.
+#[pyclass(module = "rsdos._rsdos", name = "HashkeyIterator", frozen)]
+pub(crate) struct HashkeyIter {
+    state: Mutex<KeyState>,
+}
+
+impl HashkeyIter {
+    pub(crate) fn new(source: KeyIterator) -> Self {
+        HashkeyIter {
+            state: Mutex::new(KeyState {
+                source: Some(source),
+                batch: VecDeque::new(),
+            }),
+        }
+    }
+}
+
+#[pymethods]
+impl HashkeyIter {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let mut guard = self.state.lock_py_attached(py).map_err(poisoned)?;
+        let st = &mut *guard;
+        if let Some(k) = st.batch.pop_front() {
+            return Ok(Some(k));
+        }
+        let Some(source) = st.source.as_mut() else {
+            return Ok(None);
+        };
+        let batch = &mut st.batch;
+        let outcome = py.detach(|| {
+            for item in source.by_ref() {
+                batch.push_back(item?);
+                if batch.len() >= KEY_BATCH {
+                    return Ok(false);
+                }
+            }
+            Ok::<bool, rsdos::Error>(true)
+        });
+        match outcome {
+            Ok(true) => st.source = None,
+            Ok(false) => {}
+            Err(e) => {
+                st.source = None;
+                return Err(to_pyerr(py, e));
+            }
+        }
+        Ok(st.batch.pop_front())
+    }
+}

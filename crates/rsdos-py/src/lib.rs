@@ -1,0 +1,26 @@
+//! Python bindings of rsdos: the `rsdos._rsdos` extension module behind the `rsdos` Python
+//! package, a drop-in for disk-objectstore's `Container`.
+//!
+//! The pure-Python part of the package (`python/rsdos`) holds disk-objectstore's signatures,
+//! dataclasses, enums and exceptions; this module does the work with the GIL released.
+
+mod container;
+mod errors;
+mod iters;
+mod pyio;
+mod stream;
+mod types;
+
+use pyo3::prelude::*;
+
+/// The extension module.
+#[pymodule]
+fn _rsdos(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<container::PyContainer>()?;
+    m.add_class::<container::PackHandle>()?;
+    m.add_class::<stream::ObjectStream>()?;
+    m.add_class::<iters::ManyIter>()?;
+    m.add_class::<iters::HashkeyIter>()?;
+    m.add("RSDOS_VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

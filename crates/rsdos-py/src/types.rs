@@ -1,0 +1,78 @@
+//! Conversions to the pure-Python types of the `rsdos` package (`rsdos.dataclasses`,
+//! `rsdos.container.ObjectType`), imported once.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
+use rsdos::{ObjectMeta, ObjectType};
+
+/// `rsdos.dataclasses.ObjectMeta(type, size, pack_id, pack_compressed, pack_offset,
+/// pack_length)`.
+pub(crate) fn object_meta<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<Bound<'py, PyAny>> {
+    static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static LOOSE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static PACKED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static MISSING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let class = CLASS.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            py.import("rsdos.dataclasses")?
+                .getattr("ObjectMeta")?
+                .unbind(),
+        )
+    })?;
+    let (cell, name) = match meta.object_type {
+        ObjectType::Loose => (&LOOSE, "LOOSE"),
+        ObjectType::Packed => (&PACKED, "PACKED"),
+        _ => (&MISSING, "MISSING"),
+    };
+    let object_type = cell.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            py.import("rsdos.container")?
+                .getattr("ObjectType")?
+                .getattr(name)?
+                .unbind(),
+        )
+    })?;
+    let args = match meta.packed {
+        Some(p) => PyTuple::new(
+            py,
+            [
+                object_type.clone_ref(py),
+                meta.size.into_pyobject(py)?.into_any().unbind(),
+                p.pack_id.into_pyobject(py)?.into_any().unbind(),
+                pyo3::types::PyBool::new(py, p.compressed)
+                    .to_owned()
+                    .into_any()
+                    .unbind(),
+                p.offset.into_pyobject(py)?.into_any().unbind(),
+                p.length.into_pyobject(py)?.into_any().unbind(),
+            ],
+        )?,
+        None => PyTuple::new(
+            py,
+            [
+                object_type.clone_ref(py),
+                meta.size.into_pyobject(py)?.into_any().unbind(),
+                py.None(),
+                py.None(),
+                py.None(),
+                py.None(),
+            ],
+        )?,
+    };
+    class.bind(py).call1(args)
+}
+
+/// `obj` as `bytes`: itself if it is `bytes`, else a copy of any bytes-like object
+/// (`bytearray`, `memoryview`, arrays); `TypeError` for anything else (`str`, `int`, ...).
+pub(crate) fn to_bytes<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.clone());
+    }
+    let py = obj.py();
+    let view = PyMemoryView::from(obj)?;
+    Ok(py
+        .get_type::<PyBytes>()
+        .call1((view,))?
+        .cast_into::<PyBytes>()?)
+}
