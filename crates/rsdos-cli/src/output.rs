@@ -32,6 +32,12 @@ pub fn note(quiet: bool, message: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Prints a line to stderr, even with `--quiet`: warnings must be seen. A failing stderr is
+/// ignored, as there is nowhere left to report it.
+pub fn warn(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{message}");
+}
+
 /// A byte count with binary units (`1.5 MiB`), as people read sizes.
 pub fn human_size(bytes: u64) -> String {
     ByteSize(bytes).display().iec().to_string()

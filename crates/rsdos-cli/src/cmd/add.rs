@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use rsdos::{CompressMode, Container, InitOptions, PackWriteOptions};
 
-use crate::cmd::Global;
+use crate::cmd::{CompressArg, Global};
 use crate::output::{self, human_size, note};
 
 /// Arguments of `rsdos add`.
@@ -42,22 +42,22 @@ pub struct AddArgs {
     paths: Vec<PathBuf>,
 }
 
-/// The compression modes that make sense for new data (`keep` only applies to repacking).
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CompressArg {
-    No,
-    Yes,
-    Auto,
+/// Arguments of `rsdos add-files`, disk-objectstore's `dostore add-files`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example: rsdos add-files notes.txt data/results.csv")]
+pub struct AddFilesArgs {
+    /// Files (or folders, recursively) to add as loose objects.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
 }
 
-impl From<CompressArg> for CompressMode {
-    fn from(c: CompressArg) -> Self {
-        match c {
-            CompressArg::No => CompressMode::No,
-            CompressArg::Yes => CompressMode::Yes,
-            CompressArg::Auto => CompressMode::Auto,
-        }
-    }
+/// How each added input is printed.
+#[derive(Debug, Clone, Copy)]
+enum LineStyle {
+    /// `<hashkey>  <path>`, as `sha256sum`.
+    Rsdos,
+    /// `<hashkey>: <path>`, as `dostore add-files`.
+    Dostore,
 }
 
 /// Where one object's content comes from.
@@ -129,22 +129,28 @@ impl Read for LazyInput<'_> {
 /// full disk behind a redirection) are errors.
 struct Lines {
     out: Option<BufWriter<StdoutLock<'static>>>,
+    style: LineStyle,
     /// Flush after each line so that a person watching sees progress.
     interactive: bool,
 }
 
 impl Lines {
-    fn new(quiet: bool) -> Self {
+    fn new(quiet: bool, style: LineStyle) -> Self {
         Lines {
             out: (!quiet).then(output::stdout),
+            style,
             interactive: io::stdout().is_terminal(),
         }
     }
 
     fn line(&mut self, hashkey: &str, shown: &str) -> Result<()> {
         let interactive = self.interactive;
+        let separator = match self.style {
+            LineStyle::Rsdos => "  ",
+            LineStyle::Dostore => ": ",
+        };
         self.write(|out| {
-            writeln!(out, "{hashkey}  {shown}")?;
+            writeln!(out, "{hashkey}{separator}{shown}")?;
             if interactive {
                 out.flush()?;
             }
@@ -174,8 +180,23 @@ impl Lines {
     }
 }
 
+/// `rsdos add-files`: a loose add, printed as `dostore add-files` does.
+pub fn run_add_files(global: &Global, args: AddFilesArgs) -> Result<()> {
+    let args = AddArgs {
+        init: false,
+        pack: false,
+        compress: None,
+        paths: args.files,
+    };
+    add(global, args, LineStyle::Dostore)
+}
+
 /// Adds the inputs and prints one line per input, then the summary.
 pub fn run(global: &Global, args: AddArgs) -> Result<()> {
+    add(global, args, LineStyle::Rsdos)
+}
+
+fn add(global: &Global, args: AddArgs, style: LineStyle) -> Result<()> {
     let path = &global.path;
     // Open before listing so that a missing container is reported before any work; with
     // --init the container is only created once every input has been found and listed.
@@ -198,7 +219,7 @@ pub fn run(global: &Global, args: AddArgs) -> Result<()> {
         }
     };
 
-    let mut lines = Lines::new(global.quiet);
+    let mut lines = Lines::new(global.quiet, style);
     let bytes = Rc::new(Cell::new(0u64));
     if args.pack {
         let compress = args.compress.map_or(CompressMode::No, CompressMode::from);

@@ -68,6 +68,24 @@ fn parse_size(s: &str) -> Result<u64, String> {
     Ok(size.0)
 }
 
+/// Arguments of `rsdos create`, disk-objectstore's `dostore create`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example: rsdos -p /data/store create --algorithm zlib+1")]
+pub struct CreateArgs {
+    /// Codec for compressed objects: zlib+1..zlib+9 (readable by disk-objectstore) or
+    /// zstd+1..zstd+22 (rsdos only).
+    #[arg(short, long, default_value = "zlib+1", value_parser = parse_compression, value_name = "ALGO+LEVEL")]
+    algorithm: CompressionAlgorithm,
+}
+
+/// `rsdos create`: `init` with disk-objectstore's defaults and the given algorithm.
+pub fn run_create(global: &Global, args: CreateArgs) -> Result<()> {
+    create(
+        global,
+        InitOptions::default().with_compression_algorithm(args.algorithm),
+    )
+}
+
 /// Creates the container and prints `Created container: <path>`.
 pub fn run(global: &Global, args: InitArgs) -> Result<()> {
     let options = InitOptions::default()
@@ -75,6 +93,11 @@ pub fn run(global: &Global, args: InitArgs) -> Result<()> {
         .with_compression_algorithm(args.compression)
         .with_pack_size_target(args.pack_size_target)
         .with_loose_prefix_len(args.loose_prefix_len);
+    create(global, options)
+}
+
+fn create(global: &Global, options: InitOptions) -> Result<()> {
+    let compression = options.compression_algorithm;
     Container::init(&global.path, &options)?;
     if !global.quiet {
         use std::io::Write;
@@ -82,12 +105,11 @@ pub fn run(global: &Global, args: InitArgs) -> Result<()> {
         writeln!(out, "Created container: {}", global.path.display())?;
         out.flush()?;
     }
-    if args.compression.is_rsdos_only() {
+    if compression.is_rsdos_only() {
         note(
             global.quiet,
             format_args!(
-                "note: objects compressed with {} cannot be read by disk-objectstore",
-                args.compression
+                "note: objects compressed with {compression} cannot be read by disk-objectstore"
             ),
         );
     }

@@ -58,7 +58,7 @@ pub fn run(global: &Global, args: LsArgs) -> Result<()> {
 
 /// The `--meta` columns after the hashkey. An object deleted between the listing and the
 /// lookup shows as `missing`.
-fn meta_columns(meta: &ObjectMeta) -> String {
+pub fn meta_columns(meta: &ObjectMeta) -> String {
     let size = meta.size.map_or_else(|| "-".to_string(), |s| s.to_string());
     match meta.packed {
         Some(p) => format!(
