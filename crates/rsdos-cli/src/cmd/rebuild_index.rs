@@ -5,7 +5,7 @@
 //! written by disk-objectstore, have none: their rows are carried over from the old index if
 //! it can still be read, else their objects are no longer indexed. The exit status is 1 when
 //! something could not be recovered: entries whose bytes no longer match their checksum,
-//! unusable sidecars, or packs without a sidecar when nothing could be carried over.
+//! unusable sidecars, or packs without a sidecar when the old index could not be read.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -13,7 +13,7 @@ use rsdos::Container;
 use serde_json::json;
 
 use crate::cmd::{Global, Outcome, print_json, print_lines};
-use crate::output::warn;
+use crate::output::{note, warn};
 use crate::progress::{Bars, install_ctrlc_handler};
 
 /// Arguments of `rsdos rebuild-index`.
@@ -27,6 +27,11 @@ pub struct RebuildIndexArgs {
 
 /// Rebuilds the index and reports what it holds.
 pub fn run(global: &Global, args: RebuildIndexArgs) -> Result<Outcome> {
+    // Whether the rows of packs without a sidecar can be carried over from the current index
+    // (the rebuild reads it when it can). Only an existing packs.idx is opened: opening a
+    // container creates a missing one.
+    let old_readable = global.path.join("packs.idx").is_file()
+        && Container::open(&global.path).is_ok_and(|c| c.index().totals().is_ok());
     install_ctrlc_handler();
     let report = Container::rebuild_index_at(&global.path, &Bars::for_terminal(global.quiet))
         .with_context(|| {
@@ -36,11 +41,22 @@ pub fn run(global: &Global, args: RebuildIndexArgs) -> Result<Outcome> {
             )
         })?;
     for id in &report.undescribed_packs {
-        warn(format_args!(
-            "warning: pack {id} has no usable sidecar (not sealed yet, or written by \
-             disk-objectstore): its objects are indexed only if the old packs.idx still \
-             listed them; do not repack or delete this pack before they are"
-        ));
+        if old_readable {
+            note(
+                global.quiet,
+                format_args!(
+                    "note: pack {id} has no sidecar (not sealed yet, or written by \
+                     disk-objectstore): its rows were carried over from the old packs.idx"
+                ),
+            );
+        } else {
+            warn(format_args!(
+                "warning: pack {id} has no usable sidecar (not sealed yet, or written by \
+                 disk-objectstore) and the old packs.idx could not be read: its objects are \
+                 no longer indexed; do not repack or delete this pack, and restore packs.idx \
+                 from a backup if you have one"
+            ));
+        }
     }
     for (id, problem) in &report.sidecar_problems {
         warn(format_args!("warning: sidecar of pack {id}: {problem}"));
@@ -53,7 +69,7 @@ pub fn run(global: &Global, args: RebuildIndexArgs) -> Result<Outcome> {
     }
     let lost = !report.corrupt_entries.is_empty()
         || !report.sidecar_problems.is_empty()
-        || (!report.undescribed_packs.is_empty() && report.carried_over_objects == 0);
+        || (!report.undescribed_packs.is_empty() && !old_readable);
     if args.json {
         let corrupt: Vec<_> = report
             .corrupt_entries
