@@ -76,7 +76,10 @@ fn op(mut args: impl Iterator<Item = String>) -> Result<()> {
         }
         other => anyhow::bail!("unknown op {other}"),
     }
-    println!("{{\"op\": \"{op}\", \"seconds\": {:.4}}}", start.elapsed().as_secs_f64());
+    println!(
+        "{{\"op\": \"{op}\", \"seconds\": {:.4}}}",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

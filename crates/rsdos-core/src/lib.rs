@@ -41,4 +41,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use hash_type::{HashType, ObjectHasher};
 pub use index::{HashkeyIter, IndexTotals, ObjectIndex, ObjectIndexExt, PackEntryIter};
 pub use meta::{ObjectCount, ObjectMeta, ObjectType, PackedEntry, PackedLocation, TotalSize};
-pub use pack_store::{PackAppender, PackId, PackStore, is_valid_pack_name};
+pub use pack_store::{PackAppender, PackHandle, PackId, PackStore, is_valid_pack_name};

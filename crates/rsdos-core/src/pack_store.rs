@@ -41,7 +41,11 @@ pub fn is_valid_pack_name(name: &str) -> bool {
 /// - [`seal`](PackStore::seal) stores the sidecar of a pack durably and marks it as never
 ///   appended to again; [`is_sealed`](PackStore::is_sealed) tells whether that happened and
 ///   [`sidecar`](PackStore::sidecar) returns its bytes (`None` if absent).
-/// - Open file handles stay bounded whatever the number of packs.
+/// - [`open_pack`](PackStore::open_pack) returns a handle that keeps reading the bytes the
+///   pack had when it was opened, also after the pack is deleted; an absent pack is
+///   [`Error::PackNotFound`](crate::Error::PackNotFound).
+/// - Open file handles stay bounded whatever the number of packs (handles returned by
+///   `open_pack` are held by their users and closed when dropped).
 pub trait PackStore: Send + Sync + Debug {
     /// Ids of the packs present, ascending.
     fn list(&self) -> Result<Vec<PackId>>;
@@ -51,6 +55,12 @@ pub trait PackStore: Send + Sync + Debug {
 
     /// Reads exactly `buf.len()` bytes at `offset`.
     fn read_at(&self, pack_id: PackId, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// A handle on the pack as it is now, for reading an object in several steps: it keeps
+    /// reading the same bytes even if the pack is deleted or replaced meanwhile (a repack in
+    /// another process), so a stream that was opened never fails half-way because maintenance
+    /// moved its object.
+    fn open_pack(&self, pack_id: PackId) -> Result<std::sync::Arc<dyn PackHandle>>;
 
     /// The exclusive appender of a pack, creating it if absent.
     fn open_append(&self, pack_id: PackId) -> Result<Box<dyn PackAppender>>;
@@ -69,6 +79,16 @@ pub trait PackStore: Send + Sync + Debug {
 
     /// A short description for messages (`local folder /x/packs`, `s3://bucket/prefix`).
     fn describe(&self) -> String;
+}
+
+/// A pinned read handle on one pack (see [`PackStore::open_pack`]).
+pub trait PackHandle: Send + Sync + Debug {
+    /// The pack this handle reads.
+    fn pack_id(&self) -> PackId;
+
+    /// Reads exactly `buf.len()` bytes at `offset`; a range past the end is
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
 /// The exclusive writer at the end of one pack (see [`PackStore::open_append`]).

@@ -1,9 +1,10 @@
 //! The exclusive appender of one local pack and its lock file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rsdos_core::{Error, PackAppender, PackId, Result, durable};
 
@@ -19,22 +20,17 @@ impl PackLock {
     fn acquire(dir: &Path, pack_id: PackId) -> Result<PackLock> {
         let path = dir.join(format!("{pack_id}.lock"));
         for _ in 0..16 {
-            let (file, created) = match OpenOptions::new()
-                .write(true)
-                .read(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(f) => (f, true),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    match OpenOptions::new().read(true).write(true).open(&path) {
-                        Ok(f) => (f, false),
-                        // Removed between our two opens: try again.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(Error::io("open lock", &path, e)),
-                    }
-                }
-                Err(e) => return Err(Error::io("create lock", &path, e)),
+            // A new lock file appears complete or not at all: it is made under a temporary
+            // name, locked and given our pid, then hard-linked to its name. A process killed
+            // half-way leaves only a hidden temporary file, never an empty lock.
+            if let Some(lock) = Self::create_complete(dir, &path)? {
+                return Ok(lock);
+            }
+            let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => f,
+                // Removed between our link attempt and this open: try again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("open lock", &path, e)),
             };
             match file.try_lock() {
                 Ok(()) => {}
@@ -49,14 +45,10 @@ impl PackLock {
             }
             // The holder may have removed the file between our open and our lock: then we
             // locked an orphan inode and must start over.
-            let same = match (file.metadata(), std::fs::metadata(&path)) {
-                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-                _ => false,
-            };
-            if !same {
+            if !same_inode(&file, &path) {
                 continue;
             }
-            if !created && read_pid(&file).is_none() {
+            if read_pid(&file).is_none() {
                 // An existing lock file without an rsdos owner: disk-objectstore's packer
                 // creates it empty and holds no advisory lock, so we cannot tell a live one
                 // from a stale one. Refuse rather than risk two appenders.
@@ -68,11 +60,8 @@ impl PackLock {
                         .into(),
                 });
             }
-            let mut file = file;
-            file.set_len(0)
-                .map_err(|e| Error::io("write lock", &path, e))?;
-            file.write_all(format!("rsdos {}\n", std::process::id()).as_bytes())
-                .map_err(|e| Error::io("write lock", &path, e))?;
+            // A lock left by a dead rsdos process (we hold its advisory lock now): take over.
+            write_pid(&mut file).map_err(|e| Error::io("write lock", &path, e))?;
             return Ok(PackLock { file, path });
         }
         Err(Error::Locked {
@@ -81,12 +70,80 @@ impl PackLock {
             hint: "the lock file keeps changing; another packer is busy".into(),
         })
     }
+
+    /// Creates the lock file complete under `path`; `None` if a lock file is already there.
+    fn create_complete(dir: &Path, path: &Path) -> Result<Option<PackLock>> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(
+            ".lock.{}.{}.{}.tmp",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create lock", &tmp, e))?;
+        let prepared = file
+            .try_lock()
+            .map_err(|e| match e {
+                std::fs::TryLockError::Error(e) => e,
+                std::fs::TryLockError::WouldBlock => {
+                    std::io::Error::other("fresh lock file is locked")
+                }
+            })
+            .and_then(|()| write_pid(&mut file))
+            .map_err(|e| Error::io("write lock", &tmp, e));
+        let linked = prepared.and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io("create lock", path, e)),
+        });
+        let _ = std::fs::remove_file(&tmp);
+        if linked? {
+            Ok(Some(PackLock {
+                file,
+                path: path.to_path_buf(),
+            }))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+fn same_inode(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// Replaces the content with `rsdos <pid>`: written over the start first, then cut to length,
+/// so that a process killed in between leaves a file whose first line still names an rsdos
+/// process (never an empty file, which would look like disk-objectstore's lock).
+fn write_pid(file: &mut File) -> std::io::Result<()> {
+    let line = format!("rsdos {}\n", std::process::id());
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(line.as_bytes())?;
+    file.set_len(line.len() as u64)
 }
 
 fn read_pid(mut file: &File) -> Option<u32> {
     let mut s = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
     file.read_to_string(&mut s).ok()?;
-    s.trim().strip_prefix("rsdos ")?.parse().ok()
+    s.lines()
+        .next()?
+        .trim()
+        .strip_prefix("rsdos ")?
+        .parse()
+        .ok()
 }
 
 impl Drop for PackLock {

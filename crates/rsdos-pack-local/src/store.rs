@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
-use rsdos_core::{Error, PackAppender, PackId, PackStore, Result, durable, is_valid_pack_name};
+use rsdos_core::{
+    Error, PackAppender, PackHandle, PackId, PackStore, Result, durable, is_valid_pack_name,
+};
 
 use crate::appender::LocalAppender;
 
@@ -118,17 +120,15 @@ impl PackStore for LocalPackStore {
 
     fn read_at(&self, pack_id: PackId, offset: u64, buf: &mut [u8]) -> Result<()> {
         let file = self.handle(pack_id)?;
-        file.read_exact_at(buf, offset).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::corrupt(
-                    "pack",
-                    format!("pack {pack_id}, offset {offset}, {} bytes", buf.len()),
-                    "the pack file ends before this range (truncated pack?)",
-                )
-            } else {
-                Error::io("read pack", self.pack_path(pack_id), e)
-            }
-        })
+        read_exact_at(&file, pack_id, &self.pack_path(pack_id), offset, buf)
+    }
+
+    fn open_pack(&self, pack_id: PackId) -> Result<Arc<dyn PackHandle>> {
+        Ok(Arc::new(LocalPackHandle {
+            file: self.handle(pack_id)?,
+            pack_id,
+            path: self.pack_path(pack_id),
+        }))
     }
 
     fn open_append(&self, pack_id: PackId) -> Result<Box<dyn PackAppender>> {
@@ -169,5 +169,44 @@ impl PackStore for LocalPackStore {
 
     fn describe(&self) -> String {
         format!("local folder {}", self.dir.display())
+    }
+}
+
+fn read_exact_at(
+    file: &File,
+    pack_id: PackId,
+    path: &Path,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::corrupt(
+                "pack",
+                format!("pack {pack_id}, offset {offset}, {} bytes", buf.len()),
+                "the pack file ends before this range (truncated pack?)",
+            )
+        } else {
+            Error::io("read pack", path, e)
+        }
+    })
+}
+
+/// An open pack file, read with `pread`; keeps reading the same inode after the pack is
+/// unlinked.
+#[derive(Debug)]
+struct LocalPackHandle {
+    file: Arc<File>,
+    pack_id: PackId,
+    path: PathBuf,
+}
+
+impl PackHandle for LocalPackHandle {
+    fn pack_id(&self) -> PackId {
+        self.pack_id
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        read_exact_at(&self.file, self.pack_id, &self.path, offset, buf)
     }
 }

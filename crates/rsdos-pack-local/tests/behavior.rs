@@ -121,3 +121,21 @@ fn invalid_names_are_not_packs() {
     let store = LocalPackStore::new(dir.path(), 4);
     assert_eq!(store.list().expect("list"), vec![0, 7]);
 }
+
+#[test]
+fn a_killed_lock_maker_never_leaves_an_empty_lock_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // What a writer killed while preparing its lock leaves: a hidden temporary file only.
+    std::fs::write(dir.path().join(".lock.1.2.3.tmp"), "").expect("write");
+    let store = LocalPackStore::new(dir.path(), 4);
+    drop(store.open_append(0).expect("free"));
+    // A stale lock taken over twice still names its holder at offset 0.
+    std::fs::write(dir.path().join("0.lock"), "rsdos 4194303\n").expect("write");
+    let a = store.open_append(0).expect("take over");
+    let content = std::fs::read(dir.path().join("0.lock")).expect("read");
+    assert_eq!(
+        content,
+        format!("rsdos {}\n", std::process::id()).into_bytes()
+    );
+    drop(a);
+}

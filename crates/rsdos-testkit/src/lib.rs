@@ -70,7 +70,8 @@ macro_rules! pack_store_suite {
             truncate_drops_the_tail_only,
             delete_removes_pack_and_sidecar,
             seal_stores_the_sidecar,
-            reads_run_from_many_threads_while_appending
+            reads_run_from_many_threads_while_appending,
+            open_pack_handle_survives_deletion
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

@@ -202,3 +202,20 @@ pub fn reads_run_from_many_threads_while_appending(h: &dyn PackStoreHarness) {
     a.sync().expect("sync");
     assert_eq!(s.len(0).expect("len"), Some(4096 * 51));
 }
+
+/// A handle from `open_pack` keeps reading the pack's bytes after the pack is deleted.
+pub fn open_pack_handle_survives_deletion(h: &dyn PackStoreHarness) {
+    let s = h.store();
+    write_pack(s.as_ref(), 6, b"pinned bytes");
+    let handle = s.open_pack(6).expect("open_pack");
+    assert_eq!(handle.pack_id(), 6);
+    h.other().delete(6).expect("delete from another instance");
+    let mut buf = [0u8; 5];
+    handle.read_at(7, &mut buf).expect("read after delete");
+    assert_eq!(&buf, b"bytes");
+    assert!(handle.read_at(10, &mut buf).is_err(), "past the end");
+    assert!(matches!(
+        s.open_pack(6),
+        Err(Error::PackNotFound { pack_id: 6 })
+    ));
+}

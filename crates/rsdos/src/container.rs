@@ -380,12 +380,12 @@ impl Container {
                     pack_id: location.pack_id,
                 });
             }
-            StoredSource::Pack {
-                store: Arc::clone(&self.inner.packs),
-                pack_id: location.pack_id,
-                offset: location.offset,
-                length: location.length,
-            }
+            StoredSource::pack(
+                self.packs(),
+                location.pack_id,
+                location.offset,
+                location.length,
+            )?
         };
         ObjectReader::stored(hashkey.to_string(), meta, source)
     }

@@ -132,11 +132,19 @@ impl ManyReader {
         let store = Arc::clone(self.container.packs_arc());
         if window.len() == 1 && window[0].location.length > WINDOW_MAX {
             let e = window.into_iter().next()?;
-            let source = StoredSource::Pack {
-                store,
+            let source = match StoredSource::pack(
+                store.as_ref(),
                 pack_id,
-                offset: e.location.offset,
-                length: e.location.length,
+                e.location.offset,
+                e.location.length,
+            ) {
+                Ok(s) => s,
+                Err(err) if err.kind() == ErrorKind::NotFound => {
+                    // Repacked meanwhile: look it up again at the end.
+                    self.retry.push(e.hashkey);
+                    return Some(Ok(()));
+                }
+                Err(err) => return Some(Err(err)),
             };
             return Some(self.push_stored(e, source));
         }

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use rsdos_core::{Error, ObjectMeta, PackId, PackStore};
+use rsdos_core::{Error, ObjectMeta, PackHandle, PackId, PackStore};
 
 use crate::codec::{Codec, StreamDecoder, detect_codec};
 
@@ -15,10 +15,9 @@ const PACK_READ_CHUNK: usize = 256 * 1024;
 /// in compressed data.
 #[derive(Debug, Clone)]
 pub(crate) enum StoredSource {
-    /// A byte range of a pack, read with positioned reads.
+    /// A byte range of a pack, read with positioned reads on a pinned handle.
     Pack {
-        store: Arc<dyn PackStore>,
-        pack_id: PackId,
+        handle: Arc<dyn PackHandle>,
         offset: u64,
         length: u64,
     },
@@ -31,16 +30,52 @@ pub(crate) enum StoredSource {
 }
 
 impl StoredSource {
+    /// A range of pack `pack_id`, pinned now: later reads go to this very file even if the
+    /// pack is deleted or replaced by a repack meanwhile.
+    pub(crate) fn pack(
+        store: &dyn PackStore,
+        pack_id: PackId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Self, Error> {
+        Ok(StoredSource::Pack {
+            handle: store.open_pack(pack_id)?,
+            offset,
+            length,
+        })
+    }
+
+    /// As [`StoredSource::pack`], but a pack that cannot be opened gives a source whose reads
+    /// fail with that error (for validate, which classifies read errors per object).
+    pub(crate) fn pack_or_failing(
+        store: &dyn PackStore,
+        pack_id: PackId,
+        offset: u64,
+        length: u64,
+    ) -> Self {
+        let handle: Arc<dyn PackHandle> = match store.open_pack(pack_id) {
+            Ok(h) => h,
+            Err(e) => Arc::new(FailingHandle {
+                pack_id,
+                not_found: e.kind() == rsdos_core::ErrorKind::NotFound,
+                message: e.to_string(),
+            }),
+        };
+        StoredSource::Pack {
+            handle,
+            offset,
+            length,
+        }
+    }
+
     fn open(&self) -> RawReader {
         match self {
             StoredSource::Pack {
-                store,
-                pack_id,
+                handle,
                 offset,
                 length,
             } => RawReader::Pack(PackRangeReader {
-                store: Arc::clone(store),
-                pack_id: *pack_id,
+                handle: Arc::clone(handle),
                 offset: *offset,
                 length: *length,
                 pos: 0,
@@ -64,6 +99,34 @@ impl StoredSource {
     }
 }
 
+/// A pack that could not be opened: every read reports why.
+#[derive(Debug)]
+struct FailingHandle {
+    pack_id: PackId,
+    not_found: bool,
+    message: String,
+}
+
+impl PackHandle for FailingHandle {
+    fn pack_id(&self) -> PackId {
+        self.pack_id
+    }
+
+    fn read_at(&self, offset: u64, _buf: &mut [u8]) -> Result<(), Error> {
+        if self.not_found {
+            Err(Error::PackNotFound {
+                pack_id: self.pack_id,
+            })
+        } else {
+            Err(Error::corrupt(
+                "pack",
+                format!("pack {}, offset {offset}", self.pack_id),
+                self.message.clone(),
+            ))
+        }
+    }
+}
+
 /// Reads the raw stored bytes of an object.
 pub(crate) enum RawReader {
     Pack(PackRangeReader),
@@ -76,8 +139,7 @@ pub(crate) enum RawReader {
 }
 
 pub(crate) struct PackRangeReader {
-    store: Arc<dyn PackStore>,
-    pack_id: PackId,
+    handle: Arc<dyn PackHandle>,
     offset: u64,
     length: u64,
     pos: u64,
@@ -99,14 +161,13 @@ impl Read for PackRangeReader {
         }
         let want = remaining.min(PACK_READ_CHUNK as u64) as usize;
         if out.len() >= want {
-            self.store
-                .read_at(self.pack_id, self.offset + self.pos, &mut out[..want])?;
+            self.handle
+                .read_at(self.offset + self.pos, &mut out[..want])?;
             self.pos += want as u64;
             return Ok(want);
         }
         self.buf.resize(want, 0);
-        self.store
-            .read_at(self.pack_id, self.offset + self.pos, &mut self.buf)?;
+        self.handle.read_at(self.offset + self.pos, &mut self.buf)?;
         self.pos += want as u64;
         let n = out.len();
         out.copy_from_slice(&self.buf[..n]);

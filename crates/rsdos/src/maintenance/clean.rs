@@ -59,7 +59,8 @@ pub struct CleanReport {
     /// Hashkeys whose duplicates were all wrong and whose object is nowhere else: the
     /// duplicates are left in place for inspection.
     pub inconsistent_duplicates: Vec<String>,
-    /// Old files removed from `sandbox/`.
+    /// Old files removed from `sandbox/`, and temporary files of killed writers in `packs/`
+    /// (hidden `*.tmp` files of unfinished sidecars and lock files).
     pub sandbox_removed: u64,
 }
 
@@ -154,7 +155,8 @@ impl Container {
             durable::fsync_dir(&shard)?;
         }
 
-        report.sandbox_removed = self.clean_sandbox(options.sandbox_grace)?;
+        report.sandbox_removed = self.clean_sandbox(options.sandbox_grace)?
+            + self.clean_pack_temporaries(options.sandbox_grace)?;
         if options.vacuum {
             self.index().vacuum()?;
         }
@@ -229,6 +231,36 @@ impl Container {
             }
         }
         Ok(())
+    }
+
+    /// Removes hidden `*.tmp` files in `packs/` older than `grace` (left by killed writers of
+    /// sidecars and lock files); returns how many.
+    fn clean_pack_temporaries(&self, grace: Duration) -> Result<u64> {
+        let dir = self.path().join("packs");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with('.') && name.ends_with(".tmp")) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= grace)
+                .unwrap_or(false);
+            if old {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete temporary file", entry.path(), e)),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes sandbox files older than `grace`; returns how many.

@@ -227,12 +227,7 @@ impl Container {
                 let reader = ObjectReader::stored(
                     entry.hashkey.clone(),
                     ObjectMeta::packed(loc),
-                    StoredSource::Pack {
-                        store: Arc::clone(self.packs_arc()),
-                        pack_id: old,
-                        offset: loc.offset,
-                        length: loc.length,
-                    },
+                    StoredSource::pack(self.packs(), old, loc.offset, loc.length)?,
                 )?;
                 let mut hashing = HashingReader::new(reader, hash_type);
                 let mut encoder = StreamEncoder::new(algorithm, &mut appender)

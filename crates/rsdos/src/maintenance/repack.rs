@@ -227,12 +227,7 @@ impl Container {
                 let reader = ObjectReader::stored(
                     e.hashkey.clone(),
                     ObjectMeta::packed(loc),
-                    StoredSource::Pack {
-                        store,
-                        pack_id: old,
-                        offset: loc.offset,
-                        length: loc.length,
-                    },
+                    StoredSource::pack(store.as_ref(), old, loc.offset, loc.length)?,
                 )?;
                 let compress = match mode {
                     CompressMode::Keep => loc.compressed,

@@ -665,12 +665,7 @@ impl Container {
     }
 
     fn pack_source(&self, loc: PackedLocation) -> StoredSource {
-        StoredSource::Pack {
-            store: Arc::clone(self.packs_arc()),
-            pack_id: loc.pack_id,
-            offset: loc.offset,
-            length: loc.length,
-        }
+        StoredSource::pack_or_failing(self.packs(), loc.pack_id, loc.offset, loc.length)
     }
 
     /// Re-checks a problem where the index points now (up to a few times if the object keeps
