@@ -141,14 +141,14 @@ fn styled(template: &str) -> ProgressStyle {
 fn style(unit: ProgressUnit, known_total: bool) -> ProgressStyle {
     styled(match (unit, known_total) {
         (ProgressUnit::Objects, true) => {
-            "{msg:<24} [{bar:30}] {human_pos:>9}/{human_len} objects  {rate:>9}  ETA {eta}"
+            "{msg:<29} [{wide_bar}] {human_pos}/{human_len} objects  {rate}  ETA {eta}"
         }
         (ProgressUnit::Bytes, true) => {
-            "{msg:<24} [{bar:30}] {binary_bytes:>11}/{binary_total_bytes}  {binary_bytes_per_sec:>13}  ETA {eta}"
+            "{msg:<29} [{wide_bar}] {binary_bytes}/{binary_total_bytes}  {binary_bytes_per_sec}  ETA {eta}"
         }
-        (ProgressUnit::Objects, false) => "{spinner} {msg:<22} {human_pos} objects  {rate}",
+        (ProgressUnit::Objects, false) => "{spinner} {msg:<27} {human_pos} objects  {rate}",
         (ProgressUnit::Bytes, false) => {
-            "{spinner} {msg:<22} {binary_bytes}  {binary_bytes_per_sec}"
+            "{spinner} {msg:<27} {binary_bytes}  {binary_bytes_per_sec}"
         }
     })
 }
@@ -158,10 +158,10 @@ fn final_style(unit: ProgressUnit, stopped: bool) -> ProgressStyle {
     let how = if stopped { "stopped" } else { "done" };
     styled(&match unit {
         ProgressUnit::Objects => {
-            format!("{{msg:<24}} {how}: {{human_pos}} objects in {{elapsed}} ({{rate}})")
+            format!("{{msg:<29}} {how}: {{human_pos}} objects in {{elapsed}} ({{rate}})")
         }
         ProgressUnit::Bytes => {
-            format!("{{msg:<24}} {how}: {{binary_bytes}} in {{elapsed}} ({{binary_bytes_per_sec}})")
+            format!("{{msg:<29}} {how}: {{binary_bytes}} in {{elapsed}} ({{binary_bytes_per_sec}})")
         }
     })
 }
