@@ -1,7 +1,9 @@
 //! Adapters between Python objects and rsdos: Python streams as [`Read`], Python callbacks as
 //! [`Progress`]. Both are used while the GIL is released; they take it back for each call.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,11 +22,19 @@ const MAX_CHUNK: usize = 4 * 1024 * 1024;
 /// reader. With `enter`, the object is a context manager (such as `LazyOpener`) entered on
 /// the first read and exited at the end of the data (or when dropped), so that only the
 /// stream being copied is open.
+///
+/// A regular file opened for binary reading (`io.FileIO`, `io.BufferedReader`,
+/// `io.BufferedRandom`) is read directly, without the GIL and without copying through Python
+/// objects, from its current position; at the end its position is set to the end of what was
+/// read, as a Python `read()` to the end would leave it.
 pub(crate) struct PyRead {
     obj: Py<PyAny>,
     enter: bool,
     /// The stream to read from (the object itself, or what `__enter__` returned).
     stream: Option<Py<PyAny>>,
+    /// The same file opened by us, with the position to read at, when the stream is a regular
+    /// file.
+    direct: Option<(File, u64)>,
     entered: bool,
     done: bool,
     /// Bytes returned by `read` beyond what the caller asked for.
@@ -40,6 +50,7 @@ impl PyRead {
             obj,
             enter,
             stream: None,
+            direct: None,
             entered: false,
             done: false,
             pending: Vec::new(),
@@ -55,17 +66,21 @@ impl PyRead {
         self
     }
 
+    /// Enters the context manager if needed and looks at what kind of stream it is.
+    fn open(&mut self, py: Python<'_>) -> PyResult<()> {
+        let stream = if self.enter {
+            let s = self.obj.bind(py).call_method0(intern!(py, "__enter__"))?;
+            self.entered = true;
+            s
+        } else {
+            self.obj.bind(py).clone()
+        };
+        self.direct = direct_file(&stream);
+        self.stream = Some(stream.unbind());
+        Ok(())
+    }
+
     fn read_py(&mut self, py: Python<'_>, out: &mut [u8]) -> PyResult<usize> {
-        if self.stream.is_none() {
-            let stream = if self.enter {
-                let s = self.obj.bind(py).call_method0(intern!(py, "__enter__"))?;
-                self.entered = true;
-                s
-            } else {
-                self.obj.bind(py).clone()
-            };
-            self.stream = Some(stream.unbind());
-        }
         let Some(stream) = self.stream.as_ref() else {
             return Ok(0);
         };
@@ -106,16 +121,72 @@ impl PyRead {
         n
     }
 
+    /// At the end of the data: leaves a directly read file where a Python read would have,
+    /// and exits the context manager.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let (Some((_, pos)), Some(stream)) = (self.direct.take(), self.stream.as_ref()) {
+            stream.bind(py).call_method1(intern!(py, "seek"), (pos,))?;
+        }
+        self.exit(py)
+    }
+
     fn exit(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.direct = None;
+        self.stream = None;
         if self.entered {
             self.entered = false;
             self.obj
                 .bind(py)
                 .call_method1(intern!(py, "__exit__"), (py.None(), py.None(), py.None()))?;
         }
-        self.stream = None;
         Ok(())
     }
+
+    fn report(&self, n: usize) {
+        if let Some(p) = self.progress.as_ref() {
+            p.advance(n as u64);
+        }
+    }
+}
+
+/// The regular file behind `stream`, opened anew, and the stream's position, if `stream` is
+/// a readable binary file object of the `io` module (exactly, not a subclass) on a regular file (Linux only: the file is
+/// reopened through `/proc/self/fd`, and checked to be the same inode).
+fn direct_file(stream: &Bound<'_, PyAny>) -> Option<(File, u64)> {
+    let py = stream.py();
+    let io = py.import("io").ok()?;
+    // Exact types only: a subclass may override `read`.
+    let ty = stream.get_type();
+    let known = ["FileIO", "BufferedReader", "BufferedRandom"]
+        .iter()
+        .any(|name| io.getattr(*name).is_ok_and(|k| ty.is(&k)));
+    if !known {
+        return None;
+    }
+    if !stream.call_method0("readable").ok()?.is_truthy().ok()?
+        || !stream.call_method0("seekable").ok()?.is_truthy().ok()?
+    {
+        return None;
+    }
+    let fd: i32 = stream.call_method0("fileno").ok()?.extract().ok()?;
+    let pos: u64 = stream.call_method0("tell").ok()?.extract().ok()?;
+    let st = py.import("os").ok()?.call_method1("fstat", (fd,)).ok()?;
+    let (ino, dev, mode): (u64, u64, u32) = (
+        st.getattr("st_ino").ok()?.extract().ok()?,
+        st.getattr("st_dev").ok()?.extract().ok()?,
+        st.getattr("st_mode").ok()?.extract().ok()?,
+    );
+    // S_IFREG
+    if mode & 0o170000 != 0o100000 {
+        return None;
+    }
+    let mut file = File::open(format!("/proc/self/fd/{fd}")).ok()?;
+    let meta = file.metadata().ok()?;
+    if meta.ino() != ino || meta.dev() != dev {
+        return None;
+    }
+    file.seek(SeekFrom::Start(pos)).ok()?;
+    Some((file, pos))
 }
 
 impl Read for PyRead {
@@ -127,16 +198,42 @@ impl Read for PyRead {
             let n = out.len().min(self.pending.len() - self.pending_pos);
             out[..n].copy_from_slice(&self.pending[self.pending_pos..self.pending_pos + n]);
             self.pending_pos += n;
+            self.report(n);
             return Ok(n);
         }
         if self.done {
             return Ok(0);
         }
+        if self.stream.is_none() {
+            let opened = Python::attach(|py| {
+                self.open(py)
+                    .inspect_err(|e| self.errors.set(e.clone_ref(py)))
+            });
+            opened.map_err(py_io_error)?;
+        }
+        if let Some((file, pos)) = self.direct.as_mut() {
+            let n = loop {
+                match file.read(out) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other?,
+                }
+            };
+            *pos += n as u64;
+            if n > 0 {
+                self.report(n);
+                return Ok(n);
+            }
+        }
         let result = Python::attach(|py| {
-            let read = self.read_py(py, out).and_then(|n| {
+            let read = if self.direct.is_some() {
+                Ok(0)
+            } else {
+                self.read_py(py, out)
+            };
+            let read = read.and_then(|n| {
                 if n == 0 {
                     self.done = true;
-                    self.exit(py)?;
+                    self.finish(py)?;
                 }
                 Ok(n)
             });
@@ -144,9 +241,7 @@ impl Read for PyRead {
         });
         match result {
             Ok(n) => {
-                if let Some(p) = self.progress.as_ref() {
-                    p.advance(n as u64);
-                }
+                self.report(n);
                 Ok(n)
             }
             Err(e) => Err(py_io_error(e)),

@@ -371,3 +371,37 @@ def test_lazy_loose_stream(container):
     assert lazy.closed
     with pytest.raises(ValueError):
         lazy.read()
+
+
+def test_add_streamed_object_from_files(container, tmp_path):
+    """Regular files are read directly from their current position; the position ends at the
+    end, as after a Python read()."""
+    data = random_objects(1, 2_000_000, seed=5)[0]
+    path = tmp_path / 'data.bin'
+    path.write_bytes(data)
+    with open(path, 'rb') as fh:
+        fh.read(10)  # leaves data in the buffer
+        assert container.add_streamed_object(fh) == sha256(data[10:])
+        assert fh.tell() == len(data)
+        assert fh.read() == b''
+    with open(path, 'rb', buffering=0) as fh:
+        fh.seek(1000)
+        assert container.add_streamed_object(fh) == sha256(data[1000:])
+        assert fh.tell() == len(data)
+    with open(path, 'r+b') as fh:
+        assert container.add_streamed_object(fh) == sha256(data)
+    with open(path, 'rb') as fh:
+        fh.seek(0, 2)
+        assert container.add_streamed_object(fh) == sha256(b'')
+
+    class Upper(io.BufferedReader):
+        def read(self, n=-1):
+            return super().read(n).upper()
+
+    with Upper(io.FileIO(path, 'rb')) as fh:
+        assert container.add_streamed_object(fh) == sha256(data.upper())
+    with open(path, encoding='latin-1') as fh, pytest.raises(TypeError):
+        container.add_streamed_object(fh)
+    keys = container.add_streamed_objects_to_pack([open(path, 'rb'), io.BytesIO(data)])
+    assert keys == [sha256(data)] * 2
+    assert container.get_object_content(keys[0]) == data
