@@ -1,7 +1,7 @@
 //! Behaviour suites for rsdos's storage traits, and helpers for tests.
 //!
 //! Each trait's doc comment states its contract sentence by sentence; each sentence is one
-//! function in [`index_suite`] or [`pack_store_suite`]. An implementation runs the whole suite
+//! function in [`index_suite`](mod@index_suite) or [`pack_store_suite`](mod@pack_store_suite). An implementation runs the whole suite
 //! from its crate's `tests/` folder with one macro call, which expands into one `#[test]` per
 //! behaviour, so a failure names the behaviour and the implementation:
 //!
@@ -22,7 +22,7 @@ pub mod data;
 pub mod index_suite;
 pub mod pack_store_suite;
 
-/// Expands into one `#[test]` per behaviour of [`index_suite`], each calling `$make()` to get
+/// Expands into one `#[test]` per behaviour of [`index_suite`](mod@index_suite), each calling `$make()` to get
 /// a fresh [`index_suite::IndexHarness`].
 #[macro_export]
 macro_rules! object_index_suite {
@@ -54,7 +54,7 @@ macro_rules! object_index_suite {
     };
 }
 
-/// Expands into one `#[test]` per behaviour of [`pack_store_suite`], each calling `$make()` to
+/// Expands into one `#[test]` per behaviour of [`pack_store_suite`](mod@pack_store_suite), each calling `$make()` to
 /// get a fresh [`pack_store_suite::PackStoreHarness`].
 #[macro_export]
 macro_rules! pack_store_suite {

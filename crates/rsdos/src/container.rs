@@ -138,13 +138,21 @@ impl Container {
         let layout = Layout::new(path);
         let config = Self::read_config(&layout)?;
         let index_path = layout.index();
+        let packs = LocalPackStore::new(&layout.packs(), options.max_open_packs);
         let index = if index_path.exists() {
             SqliteIndex::open(&index_path)?
-        } else {
+        } else if packs.list()?.is_empty() {
             // disk-objectstore creates the schema on first use, so a container may lack it.
             SqliteIndex::create(&index_path)?
+        } else {
+            // An empty index next to pack files would hide every packed object.
+            return Err(Error::corrupt(
+                "index",
+                index_path.display().to_string(),
+                "the pack index is missing but pack files exist; run `rsdos rebuild-index` to \
+                 recreate it from the packs' sidecars",
+            ));
         };
-        let packs = LocalPackStore::new(&layout.packs(), options.max_open_packs);
         Ok(Self::assemble(
             layout,
             config,
