@@ -760,6 +760,17 @@ impl PyContainer {
         Ok(d)
     }
 
+    /// Writes a consistent copy of the index `packs.idx` to `dest` (SQLite `VACUUM INTO`),
+    /// safe while other processes write. Done with rsdos's own SQLite: opening `packs.idx`
+    /// with Python's `sqlite3` in a process where rsdos has it open is not safe (two SQLite
+    /// copies in one process do not see each other's locks).
+    fn backup_index(&self, py: Python<'_>, dest: PathBuf) -> PyResult<()> {
+        let c = self.handle(py)?;
+        let index = c.path().join("packs.idx");
+        py.detach(|| rsdos_index_sqlite::SqliteIndex::open(&index).and_then(|i| i.backup_to(&dest)))
+            .map_err(|e| to_pyerr(py, e))
+    }
+
     fn __repr__(&self) -> String {
         format!("<rsdos.RsContainer {}>", self.folder.display())
     }
