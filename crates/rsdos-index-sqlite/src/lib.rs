@@ -1,4 +1,4 @@
-//! [`SqliteIndex`]: the default [`ObjectIndex`], disk-objectstore's `packs.idx`.
+//! [`SqliteIndex`]: the default [`ObjectIndex`](rsdos_core::ObjectIndex), disk-objectstore's `packs.idx`.
 //!
 //! The schema is exactly disk-objectstore's (one table `db_object`, a unique index on
 //! `hashkey`), in WAL mode, so either implementation can read and write the other's index.
