@@ -8,6 +8,8 @@ use rsdos_core::{Error, ErrorKind, PackStore};
 use rsdos_pack_opendal::{OpendalPackStore, RemoteLocation, StoreOptions, opendal};
 use rsdos_testkit::pack_store_suite::PackStoreHarness;
 
+mod common;
+
 // The suite seals some packs (uploading them); the tests below cover reads of uploaded packs.
 mod fs_service {
     use super::*;
@@ -273,4 +275,11 @@ fn missing_packs_are_pack_not_found_on_both_sides() {
         store.seal(3, b"x"),
         Err(Error::PackNotFound { pack_id: 3 })
     ));
+}
+
+#[test]
+fn a_container_keeps_its_packs_in_opendal_fs() {
+    let remote = tempfile::tempdir().expect("tempdir");
+    let url = format!("fs://{}", remote.path().display());
+    common::container_scenario(&|staging| OpendalPackStore::open(&url, staging).expect("open"));
 }

@@ -16,6 +16,8 @@ use rsdos_core::{ErrorKind, PackStore};
 use rsdos_pack_opendal::OpendalPackStore;
 use rsdos_testkit::pack_store_suite::PackStoreHarness;
 
+mod common;
+
 fn env_file() -> PathBuf {
     std::env::var_os("RSDOS_TEST_SERVERS_ENV")
         .map(PathBuf::from)
@@ -272,8 +274,19 @@ fn unreachable_remote_keeps_staged_pack(name: &'static str) {
     assert_eq!(&buf[..5], b"bytes");
 }
 
+fn container_on(name: &'static str) {
+    let remote = Remote::get(name);
+    let prefix = unique_prefix();
+    common::container_scenario(&|staging| remote.open(&prefix, staging, ""));
+}
+
 mod s3 {
     use super::*;
+
+    #[test]
+    fn a_container_keeps_its_packs_here() {
+        container_on("S3");
+    }
 
     rsdos_testkit::pack_store_suite!(|| Harness::new("S3"));
 
@@ -295,6 +308,11 @@ mod s3 {
 
 mod azblob {
     use super::*;
+
+    #[test]
+    fn a_container_keeps_its_packs_here() {
+        container_on("AZBLOB");
+    }
 
     rsdos_testkit::pack_store_suite!(|| Harness::new("AZBLOB"));
 
