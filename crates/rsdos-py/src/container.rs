@@ -87,17 +87,35 @@ fn not_existent_for(py: Python<'_>, key: &str) -> PyErr {
 #[pyclass(module = "rsdos._rsdos", name = "RsContainer", frozen)]
 pub(crate) struct PyContainer {
     folder: PathBuf,
-    /// Opened on first use, dropped by `close()`.
-    inner: RwLock<Option<Container>>,
+    /// Opened on first use, dropped by `close()`; with the id of the process that opened it.
+    inner: RwLock<Option<Opened>>,
+}
+
+/// An open container and the process that opened it.
+struct Opened {
+    container: Container,
+    pid: u32,
+}
+
+impl Opened {
+    fn new(container: Container) -> Self {
+        Opened {
+            container,
+            pid: std::process::id(),
+        }
+    }
 }
 
 impl PyContainer {
     /// The open container, opening it on first use.
     pub(crate) fn handle(&self, py: Python<'_>) -> PyResult<Container> {
+        let pid = std::process::id();
         {
             let guard = self.inner.read_py_attached(py).map_err(poisoned)?;
-            if let Some(c) = guard.as_ref() {
-                return Ok(c.clone());
+            if let Some(o) = guard.as_ref()
+                && o.pid == pid
+            {
+                return Ok(o.container.clone());
             }
         }
         let folder = self.folder.clone();
@@ -105,7 +123,19 @@ impl PyContainer {
             .detach(|| Container::open(&folder))
             .map_err(|e| to_pyerr(py, e))?;
         let mut guard = self.inner.write_py_attached(py).map_err(poisoned)?;
-        Ok(guard.get_or_insert(opened).clone())
+        if let Some(o) = guard.take() {
+            if o.pid == pid {
+                // Another thread opened it meanwhile: use that one.
+                let c = o.container.clone();
+                *guard = Some(o);
+                return Ok(c);
+            }
+            // Inherited through fork() from the parent process: its SQLite connections must
+            // not be used, nor closed (closing could delete the WAL the parent still uses).
+            std::mem::forget(o);
+        }
+        *guard = Some(Opened::new(opened.clone()));
+        Ok(opened)
     }
 
     /// The open container, or `ValueError` when the folder is not a container
@@ -146,7 +176,10 @@ impl PyContainer {
     /// Drops the open handle (index connection, pack files); the next call opens again.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let old = self.inner.write_py_attached(py).map_err(poisoned)?.take();
-        py.detach(|| drop(old));
+        match old {
+            Some(o) if o.pid != std::process::id() => std::mem::forget(o),
+            old => py.detach(|| drop(old)),
+        }
         Ok(())
     }
 
@@ -158,7 +191,12 @@ impl PyContainer {
 
     /// True if the container is open (rsdos addition, for tests).
     fn is_open(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.inner.read_py_attached(py).map_err(poisoned)?.is_some())
+        Ok(self
+            .inner
+            .read_py_attached(py)
+            .map_err(poisoned)?
+            .as_ref()
+            .is_some_and(|o| o.pid == std::process::id()))
     }
 
     /// Creates the container in the (empty or missing) folder and opens it.
@@ -186,7 +224,7 @@ impl PyContainer {
         let container = py
             .detach(|| Container::init(&folder, &options))
             .map_err(|e| to_pyerr(py, e))?;
-        *self.inner.write_py_attached(py).map_err(poisoned)? = Some(container);
+        *self.inner.write_py_attached(py).map_err(poisoned)? = Some(Opened::new(container));
         Ok(())
     }
 

@@ -123,6 +123,8 @@ type KeyIterator = Box<dyn Iterator<Item = rsdos::Result<String>> + Send>;
 struct KeyState {
     source: Option<KeyIterator>,
     batch: VecDeque<String>,
+    /// An error met after some keys of the batch: raised once those keys are consumed.
+    error: Option<rsdos::Error>,
 }
 
 /// Iterator of every hashkey of the container (`list_all_objects`), fetched in batches.
@@ -137,6 +139,7 @@ impl HashkeyIter {
             state: Mutex::new(KeyState {
                 source: Some(source),
                 batch: VecDeque::new(),
+                error: None,
             }),
         }
     }
@@ -153,6 +156,9 @@ impl HashkeyIter {
         let st = &mut *guard;
         if let Some(k) = st.batch.pop_front() {
             return Ok(Some(k));
+        }
+        if let Some(e) = st.error.take() {
+            return Err(to_pyerr(py, e));
         }
         let Some(source) = st.source.as_mut() else {
             return Ok(None);
@@ -172,7 +178,10 @@ impl HashkeyIter {
             Ok(false) => {}
             Err(e) => {
                 st.source = None;
-                return Err(to_pyerr(py, e));
+                if st.batch.is_empty() {
+                    return Err(to_pyerr(py, e));
+                }
+                st.error = Some(e);
             }
         }
         Ok(st.batch.pop_front())

@@ -187,3 +187,48 @@ def test_two_processes_on_one_container(container, with_packer):
     assert c.validate().is_valid()
     assert c.count_objects().loose == 0
     assert c.count_objects().packed == len(set(c.list_all_objects()))
+
+
+def _fork_child(folder, key, queue):
+    try:
+        c = FORKED['container']
+        # the inherited container reopens its own connections in the child
+        assert c.get_object_content(key) == b'before fork'
+        new = c.add_object(b'from the child')
+        c.add_objects_to_pack([b'packed by the child'])
+        c.close()
+        queue.put(new)
+    except BaseException as exc:  # noqa: BLE001
+        queue.put(repr(exc))
+
+
+FORKED: dict = {}
+
+
+def test_fork_child_uses_inherited_container(container):
+    """A container open in a process that forks works in the child, and the parent's
+    connections are neither used nor closed by the child."""
+    import multiprocessing
+
+    key = container.add_object(b'before fork')
+    container.add_objects_to_pack([b'parent packed'])
+    FORKED['container'] = container
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    p = ctx.Process(target=_fork_child, args=(str(container.get_folder()), key, queue))
+    p.start()
+    result = queue.get(timeout=60)
+    p.join(60)
+    assert p.exitcode == 0
+    assert result == sha256(b'from the child'), result
+    # the parent's connection still works and sees the child's writes
+    assert container.get_object_content(result) == b'from the child'
+    assert container.has_object(sha256(b'packed by the child'))
+    more = container.add_objects_to_pack([b'parent after fork'])[0]
+    check = subprocess.run(
+        [sys.executable, '-c', f'import rsdos; print(rsdos.Container({str(container.get_folder())!r}).has_object({more!r}))'],
+        capture_output=True,
+        text=True,
+    )
+    assert check.stdout.strip() == 'True', check.stderr
+    assert container.validate().is_valid()
