@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test of the project (and what CI runs, via .ci/run):
 # formatting, lints, documentation, the Rust test suites (unit, behaviour, interop with the
-# real disk-objectstore 1.5.0, crash and concurrency tests in their quick mode).
+# real disk-objectstore 1.5.0, crash and concurrency tests in their quick mode), and the Python
+# module's tests (pytest, interop, a real aiida-core profile on the compatibility package).
 # It installs what it needs into the repository (.venv) and needs only cargo and python3.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,5 +24,12 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "cargo test"
 cargo test --workspace
+
+step "Python module: pytest, interop, and aiida-core on the disk_objectstore compatibility package"
+if ! command -v rsync >/dev/null; then
+    # disk-objectstore's and aiida-core's backups call rsync.
+    (apt-get update -qq && apt-get install -y -qq rsync) >/dev/null
+fi
+scripts/test-python.sh
 
 step "all tests passed"
