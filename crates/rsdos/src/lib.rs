@@ -31,6 +31,7 @@
 //! container ([`ObjectIndex`](rsdos_core::ObjectIndex), [`PackStore`](rsdos_core::PackStore))
 //! and the concurrency and crash rules.
 
+mod auto_pack;
 mod codec;
 mod container;
 mod hashing;
@@ -45,6 +46,10 @@ mod read_many;
 mod reader;
 mod sidecar;
 
+pub use auto_pack::{
+    AUTO_PACK_STATUS_FILE, AutoPackOptions, AutoPackRunner, AutoPackStats, AutoPacker, PackTrigger,
+    PackerStatus, RoundObserver, RoundReport, auto_pack_status,
+};
 pub use codec::{Codec, detect_codec, looks_compressed};
 pub use container::Container;
 pub use lock::MaintenanceLock;
