@@ -91,6 +91,8 @@ enum Command {
     AddFiles(cmd::add::AddFilesArgs),
     /// dostore spelling: pack all loose objects, clean and vacuum, in one go.
     Optimize(cmd::optimize::OptimizeArgs),
+    /// Pack loose objects automatically, in the foreground, until SIGTERM or Ctrl-C.
+    Daemon(cmd::daemon::DaemonArgs),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -132,6 +134,7 @@ fn main() -> ExitCode {
         Command::Create(args) => done(cmd::init::run_create(&global, args)),
         Command::AddFiles(args) => done(cmd::add::run_add_files(&global, args)),
         Command::Optimize(args) => cmd::optimize::run(&global, args),
+        Command::Daemon(args) => done(cmd::daemon::run(&global, args)),
         Command::Completions(args) => done(cmd::completions::run(args, Cli::command())),
     };
     progress::abandon();

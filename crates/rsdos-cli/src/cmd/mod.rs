@@ -7,6 +7,7 @@ pub mod backup;
 pub mod cat;
 pub mod clean;
 pub mod completions;
+pub mod daemon;
 pub mod has;
 pub mod import;
 pub mod init;
