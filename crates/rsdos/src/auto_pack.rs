@@ -245,9 +245,10 @@ pub struct AutoPackStats {
     pub busy_rounds: u64,
     /// Rounds that failed.
     pub errors: u64,
-    /// Loose objects not packed yet at the start of the last round.
+    /// Loose objects left waiting by the last round: those seen below the thresholds, or
+    /// those a packing round could not do (lock busy, stopped).
     pub loose_objects: u64,
-    /// Age of the oldest of them.
+    /// Age of the oldest loose object waiting when the last round began, if any is left.
     pub oldest_loose_age: Option<Duration>,
     /// When the packer last packed or deleted something.
     pub last_activity: Option<SystemTime>,
@@ -265,8 +266,15 @@ impl AutoPackStats {
         self.sandbox_removed += round.sandbox_removed;
         self.corrupt_loose += round.corrupt_loose.len() as u64;
         self.busy_rounds += u64::from(round.lock_busy);
-        self.loose_objects = round.loose_objects;
-        self.oldest_loose_age = round.oldest_age;
+        // A round that packed leaves only what it could not do (objects written meanwhile
+        // are seen by the next poll).
+        if round.trigger.is_some() {
+            self.loose_objects = round.remaining;
+            self.oldest_loose_age = round.oldest_age.filter(|_| round.remaining > 0);
+        } else {
+            self.loose_objects = round.loose_objects;
+            self.oldest_loose_age = round.oldest_age;
+        }
         if round.batches > 0 || round.loose_deleted > 0 || round.sandbox_removed > 0 {
             self.last_activity = Some(SystemTime::now());
         }
@@ -1161,7 +1169,7 @@ pub struct PackerStatus {
     pub bytes_packed: u64,
     /// Loose copies deleted.
     pub loose_deleted: u64,
-    /// Loose objects waiting to be packed when the file was written.
+    /// Loose objects left waiting by the packer's last round when the file was written.
     pub loose_waiting: u64,
     /// The last error it met, if any.
     pub last_error: Option<String>,
