@@ -18,12 +18,20 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p rsdos-pack-opendal --all-targets --features remote-tests -- -D warnings
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "cargo test"
 cargo test --workspace
+
+step "object-storage test servers on 127.0.0.1 (moto S3, Azurite, fake-gcs-server)"
+scripts/test-servers.sh start
+trap 'scripts/test-servers.sh stop' EXIT
+
+step "cargo test: pack stores and containers on S3, Azure Blob and GCS"
+cargo test -p rsdos-pack-opendal --features remote-tests
 
 step "Python module: pytest, interop, and aiida-core on the disk_objectstore compatibility package"
 if ! command -v rsync >/dev/null; then
