@@ -421,3 +421,38 @@ fn pack_ids_removed_by_repack_are_never_reused() {
     );
     assert_eq!(c.get_object(&first[0]).expect("get"), vec![1u8; 150]);
 }
+
+#[test]
+fn repack_keep_copies_large_stored_objects_as_they_are() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = Container::init(&dir.path().join("c"), &InitOptions::default()).expect("init");
+    let mut rng = Rng::new(21);
+    let big = random_bytes(&mut rng, 6 << 20);
+    let plain = text_bytes(&mut rng, 5 << 20);
+    let kz = c
+        .add_stream_to_pack(
+            &mut &big[..],
+            &PackWriteOptions::default().with_compress(CompressMode::Yes),
+        )
+        .expect("compressed");
+    let kp = c
+        .add_stream_to_pack(&mut &plain[..], &PackWriteOptions::default())
+        .expect("plain");
+    let before: Vec<_> = [&kz, &kp]
+        .iter()
+        .map(|k| c.meta(k).expect("meta").packed.expect("p"))
+        .collect();
+    assert!(before[0].compressed && before[0].length > 4 << 20);
+    c.repack(&RepackOptions::default().with_all(true), &NoProgress)
+        .expect("repack");
+    for (k, want, old) in [(&kz, &big, before[0]), (&kp, &plain, before[1])] {
+        let now = c.meta(k).expect("meta").packed.expect("p");
+        assert_ne!(now.pack_id, old.pack_id);
+        assert_eq!(
+            (now.length, now.compressed),
+            (old.length, old.compressed),
+            "stored bytes kept"
+        );
+        assert_eq!(&c.get_object(k).expect("get"), want);
+    }
+}

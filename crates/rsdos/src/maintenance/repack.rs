@@ -222,6 +222,40 @@ impl Container {
                         compressed,
                     },
                 });
+            } else if mode == CompressMode::Keep {
+                // Large object, same representation: copy the stored bytes in chunks (hashing
+                // them when they are the content itself), as disk-objectstore's repack does.
+                let handle = self.packs().open_pack(old)?;
+                let mut hasher = (!loc.compressed).then(|| self.config().hash_type.hasher());
+                let mut chunk = vec![0u8; 1 << 20];
+                let mut done = 0u64;
+                while done < loc.length {
+                    let n = (loc.length - done).min(chunk.len() as u64) as usize;
+                    handle.read_at(loc.offset + done, &mut chunk[..n])?;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&chunk[..n]);
+                    }
+                    appender
+                        .write_all(&chunk[..n])
+                        .map_err(|err| Error::io("append to pack", format!("pack {new}"), err))?;
+                    done += n as u64;
+                }
+                if hasher.is_some_and(|h| h.finish_hex() != e.hashkey) {
+                    return Err(mismatch(format!(
+                        "{} in pack {old} at offset {}",
+                        e.hashkey, loc.offset
+                    )));
+                }
+                rows.push(PackedEntry {
+                    hashkey: e.hashkey,
+                    location: PackedLocation {
+                        pack_id: new,
+                        offset,
+                        length: loc.length,
+                        size: loc.size,
+                        compressed: loc.compressed,
+                    },
+                });
             } else {
                 // Large object: stream, decompressing and recompressing as needed, verifying.
                 let reader = ObjectReader::stored(
