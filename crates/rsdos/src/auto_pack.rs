@@ -26,6 +26,12 @@ const SMALL_OBJECT_MAX: u64 = 1024 * 1024;
 /// A batch stops taking objects after this long (and commits), so that the lock is held
 /// briefly even when objects are large or the disk is slow.
 const BATCH_TIME_BUDGET: Duration = Duration::from_millis(500);
+/// After its commit, a batch deletes loose copies until it has held the lock this long (and
+/// at least [`MIN_DELETES`] of them); the rest are deleted by the next batches. Unlinking is
+/// slow on a disk busy with the fsyncs of loose writers (a millisecond per file was seen).
+const LOCK_HOLD_BUDGET: Duration = Duration::from_millis(900);
+/// Loose copies a batch deletes whatever the time, so that deleting always progresses.
+const MIN_DELETES: usize = 64;
 /// Pause between two batches without the lock: longer than the 20 ms retry interval of
 /// `MaintenanceLock::acquire`, so that a waiting process gets the lock.
 const LOCK_GAP: Duration = Duration::from_millis(60);
@@ -704,7 +710,7 @@ impl AutoPackRunner {
                 Err(e) => break Err(e),
             }
         };
-        report.remaining = (work.len() - next) as u64;
+        report.remaining += (work.len() - next) as u64;
         result
     }
 
@@ -757,6 +763,7 @@ impl AutoPackRunner {
             Err(e) if e.kind() == ErrorKind::Locked => return Ok(BatchOutcome::Busy),
             Err(e) => return Err(e),
         };
+        let started = Instant::now();
         let container = &self.container;
         let refs: Vec<&str> = batch.iter().map(|w| w.key.as_str()).collect();
         let packed: HashSet<String> = container
@@ -765,7 +772,6 @@ impl AutoPackRunner {
             .into_iter()
             .map(|e| e.hashkey)
             .collect();
-        let started = Instant::now();
         let mut writer =
             PackWriter::with_lock_held(container, self.options.compress, self.options.fsync, None);
         let mut done = 0;
@@ -801,17 +807,35 @@ impl AutoPackRunner {
         // Whatever happened, commit the objects completely written so far.
         let finished = writer.finish_keep()?;
         to_delete.extend(finished.last_keys);
-        let handled = to_delete.clone();
-        let deleted = container.delete_loose_copies(to_delete)?;
+        // Every key of `to_delete` is packed, and stays so while the lock is held (only a
+        // `delete`, which takes the lock, removes rows).
+        let mut handled = 0;
+        let mut deleted = 0;
+        for key in &to_delete {
+            if handled >= MIN_DELETES && started.elapsed() >= LOCK_HOLD_BUDGET {
+                break;
+            }
+            if container.loose_store().delete(key)? {
+                deleted += 1;
+            }
+            handled += 1;
+        }
         drop(lock);
 
         report.batches += 1;
         report.packed += finished.total;
         report.bytes_packed += bytes;
         report.loose_deleted += deleted;
-        for key in &handled {
+        for key in &to_delete[..handled] {
             self.watch.forget(key);
         }
+        // Copies left for later: the next batches delete them (re-checked under the lock).
+        for key in &to_delete[handled..] {
+            if let Some(e) = self.watch.entry_mut(key) {
+                e.packed = Some(true);
+            }
+        }
+        report.remaining += (to_delete.len() - handled) as u64;
         for item in corrupt {
             self.corrupt.insert(item.key.clone(), item.mtime);
             report.corrupt_loose.push(item.key);
@@ -996,7 +1020,8 @@ pub type RoundObserver = Box<dyn FnMut(&Result<RoundReport>) + Send + 'static>;
 /// [`AutoPackOptions::batch_objects`] objects or [`AutoPackOptions::batch_bytes`] bytes, and
 /// for about half a second at most, to the current pack; fsyncs the pack; commits the rows;
 /// deletes the loose copies of the objects just committed (and of objects found already
-/// packed); and releases the lock. Between two batches it pauses briefly, longer than the
+/// packed) until it has held the lock for about a second (the copies left are deleted by the
+/// next batches); and releases the lock. Between two batches it pauses briefly, longer than the
 /// 20 ms with which [`MaintenanceLock::acquire`](crate::MaintenanceLock::acquire) retries, so
 /// that an explicit `pack`, `repack`, `clean`, `delete` or `backup` of another process gets the
 /// lock within about a second. Readers and loose writers never take the lock and are never

@@ -91,6 +91,17 @@ fn assert_readable(c: &Container, all: &HashMap<String, Vec<u8>>) {
     }
 }
 
+/// Runs rounds until every loose copy is deleted (a batch deletes copies only while it has
+/// held the lock for less than about a second; the next rounds delete the rest).
+fn finish_deleting(c: &Container, runner: &mut AutoPackRunner) {
+    let start = Instant::now();
+    while c.count().expect("count").loose > 0 {
+        assert!(start.elapsed() < CATCH_UP, "loose copies are never deleted");
+        let round = runner.run_once(&NoProgress).expect("round");
+        assert_eq!(round.packed, 0, "{round:?}");
+    }
+}
+
 /// Sets the mtime of a loose file.
 fn set_mtime(c: &Container, key: &str, t: SystemTime) {
     let path = c.loose_path(key).expect("path");
@@ -223,8 +234,10 @@ fn thresholds_decide_when_a_round_packs() {
     c.add_object(&content(2, 99, false)).expect("add");
     let packing = runner.run_once(&NoProgress).expect("round");
     assert_eq!(packing.trigger, Some(PackTrigger::Count));
-    assert_eq!((packing.packed, packing.loose_deleted), (100, 100));
-    assert_eq!(packing.remaining, 0);
+    assert_eq!(packing.packed, 100);
+    // Copies not deleted within the batch's time on the lock are left for the next round.
+    assert_eq!(packing.loose_deleted + packing.remaining, 100);
+    finish_deleting(&c, &mut runner);
     let count = c.count().expect("count");
     assert_eq!((count.loose, count.packed), (0, 100));
 
@@ -284,18 +297,22 @@ fn oldest_objects_are_packed_first_in_batches() {
         .with_max_loose_objects(1)
         .with_batch_objects(5);
     let mut runner = AutoPackRunner::new(&c, options).expect("runner");
-    let first = runner.run_once(&StopAfterRows(&c, 5)).expect("round");
-    assert_eq!((first.batches, first.packed), (1, 5), "{first:?}");
+    let first = runner.run_once(&StopAfterRows(&c, 1)).expect("round");
+    // Five objects, unless the batch ran out of time first (a very slow disk).
+    let n = first.packed as usize;
+    assert!(first.batches == 1 && (1..=5).contains(&n), "{first:?}");
     assert!(first.stopped);
-    assert_eq!(first.remaining, 35);
-    let oldest: Vec<&String> = keys.iter().rev().take(5).collect();
+    assert_eq!(first.remaining, 40 - first.packed);
+    let oldest: Vec<&String> = keys.iter().rev().take(n).collect();
     for (i, key) in keys.iter().enumerate() {
         let packed = c.meta(key).expect("meta").object_type == rsdos::ObjectType::Packed;
         assert_eq!(packed, oldest.contains(&key), "object {i}");
         assert_eq!(c.loose_path(key).expect("path").exists(), !packed);
     }
     let rest = runner.run_once(&NoProgress).expect("round");
-    assert_eq!((rest.batches, rest.packed), (7, 35), "{rest:?}");
+    assert_eq!(rest.packed, 40 - first.packed, "{rest:?}");
+    assert!(rest.batches > (39 - first.packed) / 5, "{rest:?}");
+    finish_deleting(&c, &mut runner);
     assert_eq!(c.count().expect("count").loose, 0);
     assert_valid(&c);
 }
