@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,6 +32,10 @@ const BATCH_TIME_BUDGET: Duration = Duration::from_millis(500);
 const LOCK_HOLD_BUDGET: Duration = Duration::from_millis(900);
 /// Loose copies a batch deletes whatever the time, so that deleting always progresses.
 const MIN_DELETES: usize = 64;
+/// Threads deleting loose copies (see `delete_copies`).
+const DELETE_THREADS: usize = 4;
+/// Loose copies a deleting thread takes at a time.
+const DELETE_CHUNK: usize = 16;
 /// Pause between two batches without the lock: longer than the 20 ms retry interval of
 /// `MaintenanceLock::acquire`, so that a waiting process gets the lock.
 const LOCK_GAP: Duration = Duration::from_millis(60);
@@ -809,33 +813,29 @@ impl AutoPackRunner {
         to_delete.extend(finished.last_keys);
         // Every key of `to_delete` is packed, and stays so while the lock is held (only a
         // `delete`, which takes the lock, removes rows).
-        let mut handled = 0;
-        let mut deleted = 0;
-        for key in &to_delete {
-            if handled >= MIN_DELETES && started.elapsed() >= LOCK_HOLD_BUDGET {
-                break;
-            }
-            if container.loose_store().delete(key)? {
-                deleted += 1;
-            }
-            handled += 1;
-        }
+        let deletion = delete_copies(container, &to_delete, started);
         drop(lock);
 
         report.batches += 1;
         report.packed += finished.total;
         report.bytes_packed += bytes;
-        report.loose_deleted += deleted;
-        for key in &to_delete[..handled] {
-            self.watch.forget(key);
-        }
-        // Copies left for later: the next batches delete them (re-checked under the lock).
-        for key in &to_delete[handled..] {
-            if let Some(e) = self.watch.entry_mut(key) {
-                e.packed = Some(true);
+        report.loose_deleted += deletion.deleted;
+        for (chunk, done) in to_delete.chunks(DELETE_CHUNK).zip(&deletion.chunks_done) {
+            for key in chunk {
+                if *done {
+                    self.watch.forget(key);
+                } else {
+                    // Left for the next batches, which re-check it under the lock.
+                    report.remaining += 1;
+                    if let Some(e) = self.watch.entry_mut(key) {
+                        e.packed = Some(true);
+                    }
+                }
             }
         }
-        report.remaining += (to_delete.len() - handled) as u64;
+        if let Some(e) = deletion.error {
+            return Err(e);
+        }
         for item in corrupt {
             self.corrupt.insert(item.key.clone(), item.mtime);
             report.corrupt_loose.push(item.key);
@@ -943,6 +943,72 @@ fn add_loose(
     Ok(Added::Packed(size))
 }
 
+/// What [`delete_copies`] did.
+struct Deletion {
+    /// Files that existed and were deleted.
+    deleted: u64,
+    /// Per chunk of [`DELETE_CHUNK`] keys, whether it was done.
+    chunks_done: Vec<bool>,
+    /// The first error, which stopped the deletion.
+    error: Option<Error>,
+}
+
+/// Deletes the loose files of `keys` (all packed) from [`DELETE_THREADS`] threads, in
+/// chunks, until the lock taken at `locked_at` has been held for [`LOCK_HOLD_BUDGET`] (and
+/// [`MIN_DELETES`] files are done). Unlinking is bound by the file system, which overlaps
+/// the work of several threads: on ext4 mounted with `discard`, one unlink took 3 ms alone
+/// and 0.1 to 0.3 ms with four threads.
+fn delete_copies(container: &Container, keys: &[String], locked_at: Instant) -> Deletion {
+    let chunks: Vec<&[String]> = keys.chunks(DELETE_CHUNK).collect();
+    let next = AtomicUsize::new(0);
+    let handled = AtomicUsize::new(0);
+    let deleted = AtomicU64::new(0);
+    let done: Vec<AtomicBool> = chunks.iter().map(|_| AtomicBool::new(false)).collect();
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let stopped = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..DELETE_THREADS.min(chunks.len()) {
+            scope.spawn(|| {
+                loop {
+                    if stopped.load(Ordering::SeqCst)
+                        || (handled.load(Ordering::SeqCst) >= MIN_DELETES
+                            && locked_at.elapsed() >= LOCK_HOLD_BUDGET)
+                    {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(chunk) = chunks.get(i) else {
+                        return;
+                    };
+                    for key in *chunk {
+                        match container.loose_store().delete(key) {
+                            Ok(true) => {
+                                deleted.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                stopped.store(true, Ordering::SeqCst);
+                                failure
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
+                    handled.fetch_add(chunk.len(), Ordering::SeqCst);
+                    done[i].store(true, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    Deletion {
+        deleted: deleted.into_inner(),
+        chunks_done: done.into_iter().map(AtomicBool::into_inner).collect(),
+        error: failure.into_inner().unwrap_or_else(PoisonError::into_inner),
+    }
+}
+
 /// Sleeps up to `d`, checking `stop` every 10 ms; true if asked to stop.
 fn pause(d: Duration, stop: &dyn Progress) -> bool {
     let end = Instant::now() + d;
@@ -1020,12 +1086,12 @@ pub type RoundObserver = Box<dyn FnMut(&Result<RoundReport>) + Send + 'static>;
 /// [`AutoPackOptions::batch_objects`] objects or [`AutoPackOptions::batch_bytes`] bytes, and
 /// for about half a second at most, to the current pack; fsyncs the pack; commits the rows;
 /// deletes the loose copies of the objects just committed (and of objects found already
-/// packed) until it has held the lock for about a second (the copies left are deleted by the
-/// next batches); and releases the lock. Between two batches it pauses briefly, longer than the
-/// 20 ms with which [`MaintenanceLock::acquire`](crate::MaintenanceLock::acquire) retries, so
-/// that an explicit `pack`, `repack`, `clean`, `delete` or `backup` of another process gets the
-/// lock within about a second. Readers and loose writers never take the lock and are never
-/// blocked.
+/// packed), from four threads, until it has held the lock for about a second (the copies
+/// left are deleted by the next batches); and releases the lock. Between two batches it
+/// pauses briefly, longer than the 20 ms with which
+/// [`MaintenanceLock::acquire`](crate::MaintenanceLock::acquire) retries, so that an explicit
+/// `pack`, `repack`, `clean`, `delete` or `backup` of another process gets the lock within
+/// about a second. Readers and loose writers never take the lock and are never blocked.
 ///
 /// Loose copies are deleted while the lock is still held, after their rows are committed: a
 /// `delete` of another process (which takes the lock) cannot run between the two, so an object
