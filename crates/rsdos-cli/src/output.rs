@@ -85,6 +85,13 @@ impl JsonObject {
         self
     }
 
+    /// Adds a field whose value is already JSON text (`null`, `true`, a number).
+    pub fn raw(mut self, key: &str, json: &str) -> Self {
+        self.fields
+            .push((key.to_string(), JsonValue::Raw(json.to_string())));
+        self
+    }
+
     /// Adds a nested object field.
     pub fn object(mut self, key: &str, value: JsonObject) -> Self {
         self.fields

@@ -62,6 +62,15 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<()> {
         ("total_size_loose", "loose objects", size.total_size_loose),
     ];
 
+    // A packer that cannot be read about is a note, not a failure of `status`.
+    let packer = match rsdos::auto_pack_status(&container) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("warning: cannot read the automatic packer's status: {e:#}");
+            None
+        }
+    };
+
     let mut out = output::stdout();
     if args.json {
         let size_json = sizes
@@ -80,6 +89,10 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<()> {
                     .number("pack_files", count.pack_files),
             )
             .object("size", size_json);
+        let json = match &packer {
+            None => json.raw("packer", "null"),
+            Some(p) => json.object("packer", packer_json(p)),
+        };
         writeln!(out, "{}", json.to_pretty())?;
     } else {
         writeln!(out, "Container:    {path}")?;
@@ -99,7 +112,68 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<()> {
                 human_size(n)
             )?;
         }
+        writeln!(out, "Packer:       {}", packer_line(packer.as_ref()))?;
     }
     out.flush()?;
     Ok(())
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn ago(t: std::time::SystemTime) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs} s ago")
+}
+
+/// One line on the automatic packer (`rsdos daemon` or an in-process one).
+fn packer_line(packer: Option<&rsdos::PackerStatus>) -> String {
+    let Some(p) = packer else {
+        return "none (start one with `rsdos daemon`)".into();
+    };
+    let activity = p.last_activity.map_or_else(|| "none yet".to_string(), ago);
+    let mut line = if p.is_active() {
+        format!(
+            "running (pid {}), last activity {activity}, {} objects packed since it started {}",
+            p.pid,
+            p.objects_packed,
+            ago(p.started)
+        )
+    } else if let Some(stopped) = p.stopped {
+        format!("stopped {}, last activity {activity}", ago(stopped))
+    } else {
+        format!(
+            "not running (pid {} ended without stopping), last activity {activity}",
+            p.pid
+        )
+    };
+    if let Some(e) = &p.last_error {
+        line.push_str(&format!("; last error: {e}"));
+    }
+    line
+}
+
+fn packer_json(p: &rsdos::PackerStatus) -> JsonObject {
+    let opt_time = |t: Option<std::time::SystemTime>| {
+        t.map_or_else(|| "null".to_string(), |t| unix_seconds(t).to_string())
+    };
+    let obj = JsonObject::new()
+        .raw("active", if p.is_active() { "true" } else { "false" })
+        .number("pid", u64::from(p.pid))
+        .number("started", unix_seconds(p.started))
+        .raw("last_activity", &opt_time(p.last_activity))
+        .raw("stopped", &opt_time(p.stopped))
+        .number("objects_packed", p.objects_packed)
+        .number("bytes_packed", p.bytes_packed)
+        .number("loose_waiting", p.loose_waiting);
+    match &p.last_error {
+        Some(e) => obj.string("last_error", e),
+        None => obj.raw("last_error", "null"),
+    }
 }
