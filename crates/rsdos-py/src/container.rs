@@ -728,6 +728,47 @@ impl PyContainer {
 
     // ---- rsdos additions ------------------------------------------------------------------
 
+    /// Starts packing loose objects automatically in a background thread (rsdos addition).
+    /// Thresholds: number of loose objects, their total bytes, the age of the oldest (seconds);
+    /// `poll_interval` in seconds; `compress` one of no/yes/auto.
+    #[pyo3(signature = (max_loose_objects = None, max_loose_bytes = None, max_age = None, poll_interval = None, compress = "no"))]
+    fn start_auto_pack(
+        &self,
+        py: Python<'_>,
+        max_loose_objects: Option<u64>,
+        max_loose_bytes: Option<u64>,
+        max_age: Option<f64>,
+        poll_interval: Option<f64>,
+        compress: &str,
+    ) -> PyResult<PyAutoPacker> {
+        let seconds = |v: f64, what: &str| {
+            std::time::Duration::try_from_secs_f64(v).map_err(|_| {
+                PyValueError::new_err(format!("{what} must be a non-negative number of seconds"))
+            })
+        };
+        let mut options =
+            rsdos::AutoPackOptions::default().with_compress(parse_compress(compress)?);
+        if let Some(n) = max_loose_objects {
+            options = options.with_max_loose_objects(n);
+        }
+        if let Some(b) = max_loose_bytes {
+            options = options.with_max_loose_bytes(b);
+        }
+        if let Some(a) = max_age {
+            options = options.with_max_age(seconds(a, "max_age")?);
+        }
+        if let Some(p) = poll_interval {
+            options = options.with_poll_interval(seconds(p, "poll_interval")?);
+        }
+        let c = self.handle(py)?;
+        let packer = py
+            .detach(|| c.start_auto_pack(options))
+            .map_err(|e| to_pyerr(py, e))?;
+        Ok(PyAutoPacker {
+            packer: std::sync::Mutex::new(Some(packer)),
+        })
+    }
+
     /// Recompresses zlib objects with zstd at `level` (disk-objectstore cannot read the
     /// result); returns the report as a dict.
     #[pyo3(signature = (level, callback = None))]
@@ -988,5 +1029,66 @@ impl PackHandle {
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.close(py)?;
         Ok(false)
+    }
+}
+
+/// A running automatic packer (`Container.start_auto_pack`); stopped by `stop()`, by the
+/// container's `close()`, or when garbage-collected.
+#[pyclass(module = "rsdos._rsdos", name = "AutoPacker", frozen)]
+pub(crate) struct PyAutoPacker {
+    packer: std::sync::Mutex<Option<rsdos::AutoPacker>>,
+}
+
+fn auto_pack_stats<'py>(py: Python<'py>, s: &rsdos::AutoPackStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rounds", s.rounds)?;
+    d.set_item("batches", s.batches)?;
+    d.set_item("objects_packed", s.objects_packed)?;
+    d.set_item("bytes_packed", s.bytes_packed)?;
+    d.set_item("loose_deleted", s.loose_deleted)?;
+    d.set_item("loose_objects", s.loose_objects)?;
+    d.set_item("errors", s.errors)?;
+    d.set_item("last_error", s.last_error.clone())?;
+    d.set_item(
+        "last_activity",
+        s.last_activity
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64()),
+    )?;
+    Ok(d)
+}
+
+#[pymethods]
+impl PyAutoPacker {
+    /// Stops the packer (after its current batch) and returns its statistics as a dict;
+    /// `None` if it was already stopped.
+    fn stop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let packer = self.packer.lock_py_attached(py).map_err(poisoned)?.take();
+        match packer {
+            None => Ok(None),
+            Some(p) => {
+                let stats = py.detach(|| p.stop()).map_err(|e| to_pyerr(py, e))?;
+                auto_pack_stats(py, &stats).map(Some)
+            }
+        }
+    }
+
+    /// True while the packer's thread runs.
+    fn is_running(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self
+            .packer
+            .lock_py_attached(py)
+            .map_err(poisoned)?
+            .as_ref()
+            .is_some_and(|p| p.is_running()))
+    }
+
+    /// Statistics so far, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let guard = self.packer.lock_py_attached(py).map_err(poisoned)?;
+        match guard.as_ref() {
+            None => Ok(None),
+            Some(p) => auto_pack_stats(py, &p.stats()).map(Some),
+        }
     }
 }

@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 fn _rsdos(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<container::PyContainer>()?;
     m.add_class::<container::PackHandle>()?;
+    m.add_class::<container::PyAutoPacker>()?;
     m.add_class::<stream::ObjectStream>()?;
     m.add_class::<iters::ManyIter>()?;
     m.add_class::<iters::HashkeyIter>()?;

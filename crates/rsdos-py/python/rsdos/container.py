@@ -76,6 +76,7 @@ class Container:
         self._folder = Path(folder).resolve()
         self._rs = _rsdos.RsContainer(str(self._folder))
         self._config: Optional[dict] = None
+        self._packers: list = []
 
     def __repr__(self) -> str:
         return f'<rsdos.Container {self._folder}>'
@@ -85,8 +86,11 @@ class Container:
         return self._folder
 
     def close(self) -> None:
-        """Close the index connection and open pack files (the next call opens them again).
-        Idempotent."""
+        """Close the index connection and open pack files (the next call opens them again),
+        and stop the automatic packers started with ``start_auto_pack``. Idempotent."""
+        for packer in getattr(self, '_packers', []):
+            packer.stop()
+        self._packers = []
         self._rs.close()
 
     def __enter__(self) -> Container:
@@ -469,12 +473,28 @@ class Container:
 
     # ---- rsdos additions -----------------------------------------------------------------
 
+    def start_auto_pack(
+        self,
+        max_loose_objects: Optional[int] = None,
+        max_loose_bytes: Optional[int] = None,
+        max_age: Optional[float] = None,
+        poll_interval: Optional[float] = None,
+        compress: str = 'no',
+    ):
+        """rsdos: pack loose objects automatically in a background thread, in small batches,
+        whenever their number, their total size or the age of the oldest (seconds) passes a
+        threshold (``None``: the default). Returns the packer: ``packer.stop()`` returns its
+        statistics; ``close()`` stops every packer of this container."""
+        packer = self._rs.start_auto_pack(max_loose_objects, max_loose_bytes, max_age, poll_interval, compress)
+        self._packers.append(packer)
+        return packer
+
     def migrate_to_zstd(self, level: int = 3, callback: Optional[Callable] = None) -> dict:
         """rsdos: recompress every zlib object with zstd at ``level`` and make zstd the
         container's algorithm. disk-objectstore cannot read the result. Returns a report."""
         report = self._rs.migrate_to_zstd(level, callback)
         self._config = None
-        self.close()
+        self._rs.close()  # reopen with the new config; running packers keep going
         return report
 
     def backup(self, dest: str | Path, keep: int = 1, callback: Optional[Callable] = None) -> dict:
