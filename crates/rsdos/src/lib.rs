@@ -66,6 +66,6 @@ pub use read_many::{ManyItem, ManyReader};
 pub use reader::ObjectReader;
 pub use rsdos_core::{
     CompressMode, CompressionAlgorithm, ContainerConfig, Error, ErrorKind, HashType, ObjectCount,
-    ObjectMeta, ObjectType, PackedLocation, Result, TotalSize,
+    ObjectMeta, ObjectType, PackedLocation, Result, TotalSize, UtcTime,
 };
 pub use sidecar::{PackToc, RebuildReport, TocEntry};
