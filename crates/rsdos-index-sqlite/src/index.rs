@@ -127,6 +127,38 @@ impl SqliteIndex {
         )
     }
 
+    /// Runs `sql` once per entry, with the entry bound as `?1` hashkey, `?2` compressed,
+    /// `?3` size, `?4` offset, `?5` length, `?6` pack id, all in one immediate transaction;
+    /// returns the number of rows changed.
+    fn write_rows(&self, entries: &[PackedEntry], sql: &str, what: &str) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.with_conn(
+            |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut changed = 0u64;
+                {
+                    let mut stmt = tx.prepare_cached(sql)?;
+                    for e in entries {
+                        let l = &e.location;
+                        changed += stmt.execute(params![
+                            e.hashkey,
+                            l.compressed,
+                            to_i64(l.size)?,
+                            to_i64(l.offset)?,
+                            to_i64(l.length)?,
+                            to_i64(l.pack_id)?
+                        ])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(changed)
+            },
+            what,
+        )
+    }
+
     fn acquire(&self) -> Result<Connection> {
         if let Some(conn) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);
@@ -258,63 +290,17 @@ impl ObjectIndex for SqliteIndex {
     }
 
     fn insert(&self, entries: &[PackedEntry]) -> Result<u64> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        self.with_conn(
-            |c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let mut added = 0u64;
-                {
-                    let mut stmt = tx.prepare_cached(&format!(
-                        "INSERT OR IGNORE INTO db_object ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                    ))?;
-                    for e in entries {
-                        let l = &e.location;
-                        added += stmt.execute(params![
-                            e.hashkey,
-                            l.compressed,
-                            to_i64(l.size)?,
-                            to_i64(l.offset)?,
-                            to_i64(l.length)?,
-                            to_i64(l.pack_id)?
-                        ])? as u64;
-                    }
-                }
-                tx.commit()?;
-                Ok(added)
-            },
+        self.write_rows(
+            entries,
+            &format!("INSERT OR IGNORE INTO db_object ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
             "insert",
         )
     }
 
     fn update(&self, entries: &[PackedEntry]) -> Result<u64> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        self.with_conn(
-            |c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let mut changed = 0u64;
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "UPDATE db_object SET compressed = ?2, size = ?3, \"offset\" = ?4, length = ?5, pack_id = ?6 WHERE hashkey = ?1",
-                    )?;
-                    for e in entries {
-                        let l = &e.location;
-                        changed += stmt.execute(params![
-                            e.hashkey,
-                            l.compressed,
-                            to_i64(l.size)?,
-                            to_i64(l.offset)?,
-                            to_i64(l.length)?,
-                            to_i64(l.pack_id)?
-                        ])? as u64;
-                    }
-                }
-                tx.commit()?;
-                Ok(changed)
-            },
+        self.write_rows(
+            entries,
+            "UPDATE db_object SET compressed = ?2, size = ?3, \"offset\" = ?4, length = ?5, pack_id = ?6 WHERE hashkey = ?1",
             "update",
         )
     }

@@ -12,6 +12,7 @@ use crate::codec::{BufCompressor, Codec, StreamEncoder, detect_codec};
 use crate::container::{Container, DEFAULT_LOCK_WAIT};
 use crate::hashing::HashingReader;
 use crate::layout::CONFIG;
+use crate::maintenance::repack::mismatch;
 use crate::progress::{Progress, ProgressUnit, check_stop};
 use crate::reader::{ObjectReader, StoredSource};
 
@@ -89,24 +90,11 @@ impl Container {
 
         // 2. The packs.
         let mut report = MigrateReport::default();
-        let on_disk = self.packs().list()?;
-        for &id in &on_disk {
-            report.bytes_before += self.packs().len(id)?.unwrap_or(0);
-        }
-        let referenced = self.index().pack_ids()?;
-        for &id in on_disk.iter().filter(|id| !referenced.contains(id)) {
-            // Only what we can lock: a pack another writer is filling is not ours to delete.
-            if let Ok(appender) = self.packs().open_append(id) {
-                self.packs().delete(id)?;
-                drop(appender);
-                report.unreferenced_packs_removed += 1;
-            }
-        }
-        let mut next_id = on_disk
-            .iter()
-            .chain(referenced.iter())
-            .max()
-            .map_or(0, |m| m + 1);
+        let plan = self.plan_pack_rewrite()?;
+        report.bytes_before = plan.bytes_before;
+        report.unreferenced_packs_removed = plan.removed_empty.len() as u64;
+        let referenced = plan.referenced;
+        let mut next_id = plan.next_id;
 
         progress.start("Scan packs", referenced.len() as u64, ProgressUnit::Objects);
         let mut todo: Vec<(PackId, u64)> = Vec::new();
@@ -124,26 +112,15 @@ impl Container {
             let new = next_id;
             next_id += 1;
             progress.start(&format!("Migrate pack {old}"), rows, ProgressUnit::Objects);
-            let recompressed = match self.migrate_pack(old, new, algorithm, progress) {
-                Ok(n) => n,
-                Err(e) => {
-                    // No row points to the partial copy: remove it (a failure here leaves an
-                    // unreferenced pack, which the next run deletes).
-                    let _ = self.packs().delete(new);
-                    return Err(e);
-                }
-            };
-            // The new pack is complete: seal it (as repack does) before its predecessor goes.
-            self.seal_pack(new)?;
-            self.packs().delete(old)?;
+            let recompressed = self.replace_pack(old, new, || {
+                self.migrate_pack(old, new, algorithm, progress)
+            })?;
             progress.finish();
             report.packs_rewritten += 1;
             report.objects_recompressed += recompressed;
         }
 
-        for id in self.packs().list()? {
-            report.bytes_after += self.packs().len(id)?.unwrap_or(0);
-        }
+        report.bytes_after = self.pack_files_bytes()?;
         Ok(report)
     }
 
@@ -286,12 +263,4 @@ impl Container {
         self.index().update(&rows)?;
         Ok(recompressed)
     }
-}
-
-fn mismatch(location: String) -> Error {
-    Error::corrupt(
-        "packed object",
-        location,
-        "content does not match its hashkey or size; this pack is left as it is (run validate)",
-    )
 }

@@ -87,26 +87,11 @@ impl Container {
     pub fn repack(&self, options: &RepackOptions, progress: &dyn Progress) -> Result<RepackReport> {
         let _lock = self.lock_maintenance(Some(crate::container::DEFAULT_LOCK_WAIT))?;
         let mut report = RepackReport::default();
-        let on_disk = self.packs().list()?;
-        for &id in &on_disk {
-            report.bytes_before += self.packs().len(id)?.unwrap_or(0);
-        }
-        let referenced = self.index().pack_ids()?;
-        // Packs without rows: leftovers of an interrupted repack, or emptied by deletes. One
-        // that is being appended to by another writer (disk-objectstore's packer, whose rows
-        // are not committed yet) holds its lock file, so we only delete what we can lock.
-        for &id in on_disk.iter().filter(|id| !referenced.contains(id)) {
-            if let Ok(appender) = self.packs().open_append(id) {
-                self.packs().delete(id)?;
-                drop(appender);
-                report.removed_empty.push(id);
-            }
-        }
-        let mut next_id = on_disk
-            .iter()
-            .chain(referenced.iter())
-            .max()
-            .map_or(0, |m| m + 1);
+        let plan = self.plan_pack_rewrite()?;
+        report.bytes_before = plan.bytes_before;
+        report.removed_empty = plan.removed_empty;
+        let referenced = plan.referenced;
+        let mut next_id = plan.next_id;
         let rewrite_all = options.all || options.compress != CompressMode::Keep;
         for &old in &referenced {
             check_stop(progress)?;
@@ -127,20 +112,78 @@ impl Container {
             let new = next_id;
             next_id += 1;
             progress.start(&format!("Repack {old}"), count, ProgressUnit::Objects);
-            self.copy_pack(old, new, options.compress, progress)?;
-            // A repacked pack is complete: seal it before its predecessor goes.
-            self.seal_pack(new)?;
+            self.replace_pack(old, new, || {
+                self.copy_pack(old, new, options.compress, progress)
+            })?;
             progress.finish();
-            self.packs().delete(old)?;
             report.rewritten.push((old, new));
         }
         if options.vacuum {
             self.index().vacuum()?;
         }
-        for id in self.packs().list()? {
-            report.bytes_after += self.packs().len(id)?.unwrap_or(0);
-        }
+        report.bytes_after = self.pack_files_bytes()?;
         Ok(report)
+    }
+
+    /// Total bytes of the pack files.
+    pub(crate) fn pack_files_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for id in self.packs().list()? {
+            total += self.packs().len(id)?.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// What every pack rewrite (repack, migrate) starts with: removes the packs no row points
+    /// to (leftovers of an interrupted rewrite, or emptied by deletes) and picks the first id
+    /// for new packs, above every existing one. A pack being appended to by another writer
+    /// (disk-objectstore's packer, whose rows are not committed yet) holds its lock file, so
+    /// only packs we can lock are deleted.
+    pub(crate) fn plan_pack_rewrite(&self) -> Result<PackRewritePlan> {
+        let on_disk = self.packs().list()?;
+        let bytes_before = self.pack_files_bytes()?;
+        let referenced = self.index().pack_ids()?;
+        let mut removed_empty = Vec::new();
+        for &id in on_disk.iter().filter(|id| !referenced.contains(id)) {
+            if let Ok(appender) = self.packs().open_append(id) {
+                self.packs().delete(id)?;
+                drop(appender);
+                removed_empty.push(id);
+            }
+        }
+        let next_id = on_disk
+            .iter()
+            .chain(referenced.iter())
+            .max()
+            .map_or(0, |m| m + 1);
+        Ok(PackRewritePlan {
+            referenced,
+            removed_empty,
+            bytes_before,
+            next_id,
+        })
+    }
+
+    /// Runs `copy` (which writes pack `new`, fsyncs it and switches the rows of `old` to it),
+    /// then seals `new` and deletes `old`, in that order. If `copy` fails no row points to the
+    /// partial `new`: it is deleted (a failure to delete leaves an unreferenced pack, which the
+    /// next rewrite removes).
+    pub(crate) fn replace_pack<T>(
+        &self,
+        old: PackId,
+        new: PackId,
+        copy: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let out = match copy() {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = self.packs().delete(new);
+                return Err(e);
+            }
+        };
+        self.seal_pack(new)?;
+        self.packs().delete(old)?;
+        Ok(out)
     }
 
     /// Copies the live objects of `old` into the new pack `new` and switches their rows.
@@ -326,10 +369,23 @@ fn target_compression(mode: CompressMode, was_compressed: bool, plain: &[u8]) ->
     }
 }
 
-fn mismatch(location: String) -> Error {
+/// The error of a packed object whose content does not match its row during a rewrite.
+pub(crate) fn mismatch(location: String) -> Error {
     Error::corrupt(
         "packed object",
         location,
-        "content does not match its hashkey; this pack is left as it is (run validate)",
+        "content does not match its hashkey or size; this pack is left as it is (run validate)",
     )
+}
+
+/// See [`Container::plan_pack_rewrite`].
+pub(crate) struct PackRewritePlan {
+    /// Pack ids that rows point to, ascending.
+    pub(crate) referenced: Vec<PackId>,
+    /// Packs removed because no row pointed to them.
+    pub(crate) removed_empty: Vec<PackId>,
+    /// Bytes of all pack files before.
+    pub(crate) bytes_before: u64,
+    /// The first id for new packs.
+    pub(crate) next_id: PackId,
 }
