@@ -78,8 +78,8 @@ impl LooseStore {
     /// Writes one object from `reader` and returns its hashkey; durable when this returns.
     ///
     /// The bytes go to a fresh file in `sandbox/` while being hashed. If the object already
-    /// exists (a loose file of the right size, or a row in the index) the sandbox file is
-    /// dropped without an fsync. Otherwise: fsync of the file, rename into place, fsync of the
+    /// exists (a row in the index, or a loose file of the right size, whose folder is then
+    /// synced) the sandbox file is dropped without an fsync. Otherwise: fsync of the file, rename into place, fsync of the
     /// shard folder that received it (and of `loose/` when the shard folder is new).
     pub(crate) fn write(&self, reader: &mut dyn Read, index: &dyn ObjectIndex) -> Result<String> {
         let tmp = self.sandbox.join(uuid::Uuid::new_v4().simple().to_string());
@@ -133,7 +133,15 @@ impl LooseStore {
             Ok(())
         })?;
         let key = hasher.finish_hex();
-        if self.size(&key)? == Some(len) || index.get(&key)?.is_some() {
+        if index.get(&key)?.is_some() {
+            // Packed: the index commit made it durable.
+            return Ok((key, false));
+        }
+        if self.size(&key)? == Some(len) {
+            // Another writer may have renamed it into place without having synced the folder
+            // yet: sync it ourselves, so that this call's promise holds on its own.
+            let dest = self.path_of(&key);
+            durable::fsync_dir(dest.parent().unwrap_or(&self.dir))?;
             return Ok((key, false));
         }
         file.sync_data().map_err(|e| Error::io("fsync", tmp, e))?;
