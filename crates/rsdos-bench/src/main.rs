@@ -83,11 +83,100 @@ fn op(mut args: impl Iterator<Item = String>) -> Result<()> {
     Ok(())
 }
 
+/// Writes `data` as loose objects of `c` without any fsync: benchmark set-up only, so the
+/// phases after it (pack, read, clean) can be profiled without waiting minutes for durable
+/// writes. Returns the hashkeys in `data`'s order.
+fn fill_loose_fast(c: &Container, data: &[Vec<u8>]) -> Result<Vec<String>> {
+    data.iter()
+        .map(|d| {
+            let key = c.config().hash_type.hash_hex(d);
+            let path = c.loose_path(&key)?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, d)?;
+            Ok(key)
+        })
+        .collect()
+}
+
+/// `rsdos-bench phases N DIR`: the non-fsync-bound phases only (loose objects written without
+/// fsync first), for profiling: pack_loose, read_many packed, get_object, validate, and
+/// add_many_to_pack with each compression.
+fn phases(mut args: impl Iterator<Item = String>) -> Result<()> {
+    let n: usize = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let base = match args.next() {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let only = args.next();
+    let data = objects(n, 1);
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    if wanted("pack_loose") || wanted("read") || wanted("validate") {
+        let c = Container::init(&base.path().join("loose"), &InitOptions::default())?;
+        let keys = fill_loose_fast(&c, &data)?;
+        timed("pack_loose (no compression)", n, || {
+            Ok(c.pack_loose(&PackOptions::default(), &NoProgress)?)
+        })?;
+        let mut shuffled = keys.clone();
+        let mut rng = Rng::new(2);
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        timed("read_many, packed, random order", n, || {
+            let mut total = 0;
+            for item in c.read_many(&shuffled, true)? {
+                let mut item = item?;
+                if let Some(r) = item.reader.as_mut() {
+                    total += r.read_to_end(&mut Vec::new())?;
+                }
+            }
+            Ok(total)
+        })?;
+        timed("validate", n, || {
+            Ok(c.validate(&ValidateOptions::default(), &NoProgress)?)
+        })?;
+    }
+    for (name, mode, algorithm) in [
+        ("no", CompressMode::No, "zlib+1"),
+        ("yes", CompressMode::Yes, "zstd+1"),
+        ("yes", CompressMode::Yes, "zlib+1"),
+    ] {
+        let label = format!("add_many_to_pack, compress {name}, {algorithm}");
+        if !wanted(&label) {
+            continue;
+        }
+        let dir = base.path().join(format!("pack-{name}-{algorithm}"));
+        let c = Container::init(
+            &dir,
+            &InitOptions::default().with_compression_algorithm(algorithm.parse()?),
+        )?;
+        timed(&label, n, || {
+            Ok(c.add_many_to_pack(
+                data.iter().map(|d| &d[..]),
+                &PackWriteOptions::default().with_compress(mode),
+            )?)
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("op") {
-        args.next();
-        return op(args);
+    match args.peek().map(String::as_str) {
+        Some("op") => {
+            args.next();
+            return op(args);
+        }
+        Some("phases") => {
+            args.next();
+            return phases(args);
+        }
+        _ => {}
     }
     let n: usize = args
         .next()
