@@ -15,7 +15,8 @@
 //! Other query options go to the OpenDAL service as they are (for example
 //! `allow_anonymous=true` for GCS; the store sets `checksum_algorithm=crc32c` for S3, so the
 //! server checks the CRC32C of every request), except the store's own [`StoreOptions`]: `retries`,
-//! `timeout_secs`, `io_timeout_secs`, `chunk_size`, `single_put_max` and `verify_checksum`.
+//! `timeout_secs`, `io_timeout_secs`, `chunk_size`, `single_put_max`, `verify_checksum` and
+//! `delete_grace_secs`.
 //! Credentials given in the URL or as extra options are never shown in messages: errors name
 //! the service, bucket, prefix and key only.
 //!

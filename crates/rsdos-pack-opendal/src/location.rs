@@ -16,6 +16,7 @@ const STORE_KEYS: &[&str] = &[
     "chunk_size",
     "single_put_max",
     "verify_checksum",
+    "delete_grace_secs",
 ];
 
 /// Options that hold secrets: accepted in the URL or as extra options, never shown.
@@ -93,6 +94,11 @@ pub struct StoreOptions {
     pub verify_checksum: bool,
     /// Bound on open handles of staged (local) packs.
     pub max_open_staged: usize,
+    /// How long the bytes of a deleted pack stay in the remote storage after
+    /// [`delete`](rsdos_core::PackStore::delete) hid it, so that streams opened before (in this
+    /// or another process) can finish; removed by a later `delete` or
+    /// [`purge_deleted`](rsdos_core::PackStore::purge_deleted). Zero removes them at once.
+    pub delete_grace: Duration,
 }
 
 impl Default for StoreOptions {
@@ -105,6 +111,9 @@ impl Default for StoreOptions {
             single_put_max: 16 << 20,
             verify_checksum: true,
             max_open_staged: rsdos_pack_local::DEFAULT_MAX_OPEN_PACKS,
+            // As `clean`'s grace period for sandbox files: far longer than any stream of one
+            // object takes, short enough that a repack's space comes back the same day.
+            delete_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -128,6 +137,7 @@ impl StoreOptions {
                 self.chunk_size = n;
             }
             "single_put_max" => self.single_put_max = int()?,
+            "delete_grace_secs" => self.delete_grace = Duration::from_secs(int()?),
             "verify_checksum" => {
                 self.verify_checksum = match value {
                     "true" | "1" | "yes" => true,

@@ -1,10 +1,12 @@
 //! [`OpendalPackStore`]: packs being written stay in a local staging folder; sealed packs live
 //! in object storage.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opendal::blocking;
 use opendal::layers::{RetryLayer, TimeoutLayer};
@@ -18,6 +20,31 @@ use crate::location::{RemoteLocation, StoreOptions, parse_url};
 
 /// Name of the folder, inside the staging folder, holding the pack locks.
 const LOCKS_DIR: &str = ".locks";
+
+/// Suffix of the tombstone key `<id>.deleted` that hides a deleted pack whose bytes are kept for
+/// the grace period. Not a valid pack name, so listings never take it for a pack.
+const TOMBSTONE_SUFFIX: &str = ".deleted";
+
+/// Bulk reads fetch neighbouring ranges of one pack in one request when the hole between them is
+/// at most this: a request costs a round trip (milliseconds), far more than transferring 64 KiB.
+const MERGE_GAP_MAX: u64 = 64 * 1024;
+
+/// A merged request of a bulk read asks for at most this many bytes (unless one range alone is
+/// larger), so the buffer it fills, held until its ranges are cut out, stays small and the bulk
+/// reader's parallel requests bound memory at a few times this.
+const MERGE_REQUEST_MAX: u64 = 8 << 20;
+
+/// Requests a bulk read runs at once on different packs: enough to overlap round trips of a few
+/// milliseconds, few enough not to look like a flood to a server or a rate limiter.
+const READ_PARALLELISM: usize = 8;
+
+/// `delete` purges expired deleted packs at most this often: a purge lists the whole prefix, too
+/// much for each of the many deletes of a repack.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Bytes `open_range` fetches at once: the first read of a stream (rsdos reads packed objects in
+/// chunks of 256 KiB, so a small object is read whole), which also proves the pack exists.
+const OPEN_RANGE_PREFETCH: u64 = 256 * 1024;
 
 /// Installs the process-wide rustls crypto provider (ring) and OpenDAL's reqwest transport,
 /// once. Without the transport every remote operation fails with "default HTTP transport is
@@ -61,6 +88,11 @@ pub struct OpendalPackStore {
     staging: Arc<LocalPackStore>,
     locks: Arc<LocalPackStore>,
     single_request: bool,
+    /// Packs this instance deleted while keeping their bytes (tombstoned): its own reads see
+    /// them absent without asking the remote.
+    deleted: Mutex<HashSet<PackId>>,
+    /// When `delete` last purged.
+    last_purge: Mutex<Option<Instant>>,
     // Dropped last: the operator's handle points into it.
     runtime: Arc<tokio::runtime::Runtime>,
 }
@@ -161,6 +193,8 @@ impl OpendalPackStore {
             location,
             options,
             single_request,
+            deleted: Mutex::new(HashSet::new()),
+            last_purge: Mutex::new(None),
             runtime: Arc::new(runtime),
         })
     }
@@ -186,22 +220,170 @@ impl OpendalPackStore {
         self.staging.list()
     }
 
-    /// Packs in the remote storage, ascending.
+    /// Packs in the remote storage, ascending (deleted ones, whose bytes are kept for the grace
+    /// period, are left out).
     pub fn uploaded(&self) -> Result<Vec<PackId>> {
+        let (mut ids, tombstones) = self.remote_listing()?;
+        ids.retain(|id| !tombstones.contains(id));
+        Ok(ids)
+    }
+
+    /// Packs deleted whose bytes are still in the remote storage (until
+    /// [`purge_deleted`](PackStore::purge_deleted) removes them after the grace period),
+    /// ascending.
+    pub fn deleted_kept(&self) -> Result<Vec<PackId>> {
+        let (ids, tombstones) = self.remote_listing()?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| tombstones.contains(id))
+            .collect())
+    }
+
+    /// One listing of the remote prefix: the pack ids (ascending) and the tombstoned ids.
+    fn remote_listing(&self) -> Result<(Vec<PackId>, HashSet<PackId>)> {
         let entries = self
             .op
             .list("/")
             .map_err(|e| self.remote_error("list", "", e))?;
-        let mut ids: Vec<PackId> = entries
-            .iter()
-            .filter(|e| e.metadata().is_file() || !e.name().ends_with('/'))
-            .map(|e| e.name())
-            .filter(|n| is_valid_pack_name(n))
-            .filter_map(|n| n.parse().ok())
-            .collect();
+        let mut ids = Vec::new();
+        let mut tombstones = HashSet::new();
+        for e in &entries {
+            // A folder entry (a name ending in `/` that is not a file) is not ours.
+            if !e.metadata().is_file() && e.name().ends_with('/') {
+                continue;
+            }
+            let name = e.name();
+            if is_valid_pack_name(name) {
+                ids.extend(name.parse::<PackId>().ok());
+            } else if let Some(id) = name.strip_suffix(TOMBSTONE_SUFFIX)
+                && is_valid_pack_name(id)
+            {
+                tombstones.extend(id.parse::<PackId>().ok());
+            }
+        }
         ids.sort_unstable();
         ids.dedup();
-        Ok(ids)
+        Ok((ids, tombstones))
+    }
+
+    fn deleted_here(&self, pack_id: PackId) -> bool {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&pack_id)
+    }
+
+    fn set_deleted_here(&self, pack_id: PackId, deleted: bool) {
+        let mut set = self.deleted.lock().unwrap_or_else(|p| p.into_inner());
+        if deleted {
+            set.insert(pack_id);
+        } else {
+            set.remove(&pack_id);
+        }
+    }
+
+    /// Whether the remote holds a tombstone for `pack_id` (deleted, bytes kept for now).
+    fn tombstoned(&self, pack_id: PackId) -> Result<bool> {
+        let key = tombstone_key(pack_id);
+        match self.op.stat(&key) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.remote_error("stat tombstone", &key, e)),
+        }
+    }
+
+    /// Removes a key; absent is fine.
+    fn remove_key(&self, key: &str) -> Result<()> {
+        match self.op.delete(key) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.remote_error("delete", key, e)),
+        }
+    }
+
+    /// Removes the bytes of a deleted pack for good: sidecar (a leftover of an interrupted
+    /// delete), pack, then the tombstone last, so a crash in between leaves the pack hidden.
+    fn purge_one(&self, pack_id: PackId) -> Result<()> {
+        self.remove_key(&format!("{pack_id}.toc"))?;
+        self.remove_key(&pack_id.to_string())?;
+        self.remove_key(&tombstone_key(pack_id))?;
+        self.set_deleted_here(pack_id, false);
+        Ok(())
+    }
+
+    /// Purges expired deleted packs unless that was done less than [`PURGE_INTERVAL`] ago.
+    fn maybe_purge(&self) {
+        {
+            let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < PURGE_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        // Best effort: the delete itself is done, and the next delete, or `clean` through
+        // `purge_deleted`, tries again.
+        let _ = self.purge_deleted();
+    }
+
+    /// When the tombstone of `pack_id` was written, `None` if unreadable.
+    fn tombstone_time(&self, pack_id: PackId) -> Result<Option<SystemTime>> {
+        let key = tombstone_key(pack_id);
+        let body = match self.op.read(&key) {
+            Ok(b) => b.to_vec(),
+            // Purged by another instance meanwhile.
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.remote_error("read tombstone", &key, e)),
+        };
+        Ok(std::str::from_utf8(&body)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs)))
+    }
+
+    /// Bulk read of an uploaded pack: ranges sorted, neighbours merged into requests of up to
+    /// [`MERGE_REQUEST_MAX`] bytes across holes of up to [`MERGE_GAP_MAX`], one ranged GET per
+    /// merged request, each range cut out of its request's buffer.
+    fn remote_read_ranges(&self, pack_id: PackId, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>> {
+        let mut out: Vec<Vec<u8>> = vec![Vec::new(); ranges.len()];
+        let mut order: Vec<usize> = (0..ranges.len()).filter(|&i| ranges[i].1 > 0).collect();
+        order.sort_unstable_by_key(|&i| ranges[i].0);
+        // The largest end a request reached: an empty range at or before it is within the pack.
+        let mut covered = 0u64;
+        let mut i = 0;
+        while i < order.len() {
+            let (start, len) = ranges[order[i]];
+            let mut end = range_end(pack_id, start, len)?;
+            let mut j = i + 1;
+            while j < order.len() {
+                let (o, l) = ranges[order[j]];
+                let e = range_end(pack_id, o, l)?;
+                let new_end = end.max(e);
+                if o > end.saturating_add(MERGE_GAP_MAX) || new_end - start > MERGE_REQUEST_MAX {
+                    break;
+                }
+                end = new_end;
+                j += 1;
+            }
+            let size = usize::try_from(end - start).map_err(|_| {
+                Error::InvalidArgument(format!("a read of {} bytes is too large", end - start))
+            })?;
+            let mut buf = vec![0u8; size];
+            self.remote_read(pack_id, start, &mut buf)?;
+            for &k in &order[i..j] {
+                let (o, l) = ranges[k];
+                let at = (o - start) as usize;
+                out[k] = buf[at..at + l].to_vec();
+            }
+            covered = covered.max(end);
+            i = j;
+        }
+        // Empty ranges: within the pack when a request reached them, else ask (as read_at does).
+        for &(offset, len) in ranges {
+            if len == 0 && (offset > covered || order.is_empty()) {
+                self.remote_read(pack_id, offset, &mut [])?;
+            }
+        }
+        Ok(out)
     }
 
     fn remote_error(&self, op: &'static str, key: &str, e: opendal::Error) -> Error {
@@ -350,6 +532,21 @@ impl OpendalPackStore {
     }
 }
 
+fn tombstone_key(pack_id: PackId) -> String {
+    format!("{pack_id}{TOMBSTONE_SUFFIX}")
+}
+
+/// End of a range, an overflow being a range past the end of any pack.
+fn range_end(pack_id: PackId, offset: u64, len: usize) -> Result<u64> {
+    offset.checked_add(len as u64).ok_or_else(|| {
+        Error::corrupt(
+            "pack",
+            format!("pack {pack_id}, offset {offset}, {len} bytes"),
+            "the range ends past the largest possible pack",
+        )
+    })
+}
+
 fn describe_config_error(e: &opendal::Error) -> String {
     // OpenDAL's message names the option that is wrong; it does not echo credentials.
     format!("{}: {}", e.kind(), e.message())
@@ -436,27 +633,58 @@ fn remote_read(
 
 impl PackStore for OpendalPackStore {
     fn list(&self) -> Result<Vec<PackId>> {
+        let (uploaded, tombstones) = self.remote_listing()?;
         let mut ids = self.staging.list()?;
-        ids.extend(self.uploaded()?);
+        ids.extend(uploaded);
+        ids.retain(|id| !tombstones.contains(id));
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
     }
 
     fn len(&self, pack_id: PackId) -> Result<Option<u64>> {
-        match self.staging.len(pack_id)? {
-            Some(len) => Ok(Some(len)),
-            None => self.remote_len(pack_id),
+        if let Some(len) = self.staging.len(pack_id)? {
+            return Ok(Some(len));
+        }
+        match self.remote_len(pack_id)? {
+            Some(len) if !self.tombstoned(pack_id)? => Ok(Some(len)),
+            _ => Ok(None),
         }
     }
 
     fn read_at(&self, pack_id: PackId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if self.deleted_here(pack_id) {
+            return Err(Error::PackNotFound { pack_id });
+        }
         // Staged first: a seal uploads before it removes the staged copy, so a reader that
-        // misses the staged file finds the uploaded one.
+        // misses the staged file finds the uploaded one. No tombstone check: that would double
+        // the requests of every read (see `delete`).
         match self.staging.read_at(pack_id, offset, buf) {
             Err(Error::PackNotFound { .. }) => self.remote_read(pack_id, offset, buf),
             other => other,
         }
+    }
+
+    fn read_ranges(&self, pack_id: PackId, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>> {
+        if self.deleted_here(pack_id) {
+            return Err(Error::PackNotFound { pack_id });
+        }
+        match self.staging.open_pack(pack_id) {
+            Ok(handle) => ranges
+                .iter()
+                .map(|&(offset, len)| {
+                    let mut buf = vec![0u8; len];
+                    handle.read_at(offset, &mut buf)?;
+                    Ok(buf)
+                })
+                .collect(),
+            Err(Error::PackNotFound { .. }) => self.remote_read_ranges(pack_id, ranges),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_parallelism(&self) -> usize {
+        READ_PARALLELISM
     }
 
     fn open_pack(&self, pack_id: PackId) -> Result<Arc<dyn PackHandle>> {
@@ -467,40 +695,125 @@ impl PackStore for OpendalPackStore {
         let len = self
             .remote_len(pack_id)?
             .ok_or(Error::PackNotFound { pack_id })?;
+        if self.tombstoned(pack_id)? {
+            return Err(Error::PackNotFound { pack_id });
+        }
         Ok(Arc::new(RemotePackHandle {
             op: self.op.clone(),
             location: self.location.clone(),
             pack_id,
-            len,
+            len: Some(len),
+            prefetched: None,
             _runtime: Arc::clone(&self.runtime),
         }))
     }
 
+    fn open_range(&self, pack_id: PackId, offset: u64, length: u64) -> Result<Arc<dyn PackHandle>> {
+        if self.deleted_here(pack_id) {
+            return Err(Error::PackNotFound { pack_id });
+        }
+        match self.staging.open_pack(pack_id) {
+            Err(Error::PackNotFound { .. }) => {}
+            other => return other,
+        }
+        if length == 0 {
+            // Nothing to fetch that would prove the pack exists.
+            return self.open_pack(pack_id);
+        }
+        // The first chunk, fetched now: it tells whether the pack exists (no HEAD first) and is
+        // what the stream reads first.
+        let mut first = vec![0u8; length.min(OPEN_RANGE_PREFETCH) as usize];
+        self.remote_read(pack_id, offset, &mut first)?;
+        Ok(Arc::new(RemotePackHandle {
+            op: self.op.clone(),
+            location: self.location.clone(),
+            pack_id,
+            len: None,
+            prefetched: Some((offset, first)),
+            _runtime: Arc::clone(&self.runtime),
+        }))
+    }
+
+    fn purge_deleted(&self) -> Result<usize> {
+        let (_, tombstones) = self.remote_listing()?;
+        let mut ids: Vec<PackId> = tombstones.into_iter().collect();
+        ids.sort_unstable();
+        let now = SystemTime::now();
+        let mut purged = 0;
+        for id in ids {
+            let expired = match self.tombstone_time(id)? {
+                Some(t) => now.duration_since(t).unwrap_or_default() >= self.options.delete_grace,
+                // Only this store writes tombstones, in one request with the time as body: a
+                // body that is not a time was not written by it; the pack is hidden anyway.
+                None => true,
+            };
+            if expired {
+                self.purge_one(id)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
     fn open_append(&self, pack_id: PackId) -> Result<Box<dyn PackAppender>> {
         let lock = PackLock::acquire(&self.locks, pack_id)?;
-        if self.staging.len(pack_id)?.is_none()
-            && let Some(len) = self.remote_len(pack_id)?
-        {
-            return Ok(Box::new(UploadedAppender {
-                pack_id,
-                len,
-                where_: self.location.to_string(),
-                _lock: lock,
-            }));
+        if self.staging.len(pack_id)?.is_none() {
+            // A deleted pack's bytes are still read by handles opened before: a new pack under
+            // its id would change them, so the id stays taken until the tombstone is purged.
+            if self.tombstoned(pack_id)? {
+                return Err(Error::AlreadyExists {
+                    path: PathBuf::from(self.location.key_url(&pack_id.to_string())),
+                    detail: format!(
+                        "pack {pack_id} was deleted and its bytes are kept for streams still \
+                         reading them (until purged after the grace period); its id is not \
+                         reused meanwhile"
+                    ),
+                });
+            }
+            if let Some(len) = self.remote_len(pack_id)? {
+                return Ok(Box::new(UploadedAppender {
+                    pack_id,
+                    len,
+                    where_: self.location.to_string(),
+                    _lock: lock,
+                }));
+            }
+            // Purged by another instance: the id names a new pack now.
+            self.set_deleted_here(pack_id, false);
         }
         let inner = self.staging.open_append(pack_id)?;
         Ok(Box::new(StagedAppender { inner, _lock: lock }))
     }
 
+    /// Hides the pack at once and, with a grace period, keeps its bytes until
+    /// [`purge_deleted`](PackStore::purge_deleted) (called here too, at most every few
+    /// minutes) removes them: a tombstone `<id>.deleted` holding the deletion time is written
+    /// first, then the sidecar and any staged copy are removed. `list` (one listing), `len`,
+    /// `is_sealed`, `sidecar` and `open_pack` check the tombstone; ranged reads of other
+    /// instances do not (see the trait's contract), those of this instance know.
     fn delete(&self, pack_id: PackId) -> Result<()> {
-        for key in [format!("{pack_id}.toc"), pack_id.to_string()] {
-            match self.op.delete(&key) {
-                Ok(()) => {}
-                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.remote_error("delete", &key, e)),
-            }
+        if self.options.delete_grace.is_zero() {
+            self.set_deleted_here(pack_id, false);
+            self.remove_key(&format!("{pack_id}.toc"))?;
+            self.remove_key(&pack_id.to_string())?;
+            self.remove_key(&tombstone_key(pack_id))?;
+            return self.staging.delete(pack_id);
         }
-        self.staging.delete(pack_id)
+        if self.remote_len(pack_id)?.is_some() {
+            let key = tombstone_key(pack_id);
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            self.op
+                .write(&key, secs.to_string().into_bytes())
+                .map_err(|e| self.remote_error("write tombstone", &key, e))?;
+            self.set_deleted_here(pack_id, true);
+        }
+        self.remove_key(&format!("{pack_id}.toc"))?;
+        self.staging.delete(pack_id)?;
+        self.maybe_purge();
+        Ok(())
     }
 
     fn seal(&self, pack_id: PackId, sidecar: &[u8]) -> Result<()> {
@@ -517,7 +830,7 @@ impl PackStore for OpendalPackStore {
             drop(lock);
             return Ok(());
         }
-        if self.remote_len(pack_id)?.is_none() {
+        if self.len(pack_id)?.is_none() {
             return Err(Error::PackNotFound { pack_id });
         }
         self.write_sidecar(pack_id, sidecar)
@@ -526,7 +839,8 @@ impl PackStore for OpendalPackStore {
     fn is_sealed(&self, pack_id: PackId) -> Result<bool> {
         let key = format!("{pack_id}.toc");
         match self.op.stat(&key) {
-            Ok(_) => Ok(true),
+            // A sidecar left by a delete interrupted after its tombstone does not count.
+            Ok(_) => Ok(!self.tombstoned(pack_id)?),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(self.remote_error("stat sidecar", &key, e)),
         }
@@ -535,6 +849,7 @@ impl PackStore for OpendalPackStore {
     fn sidecar(&self, pack_id: PackId) -> Result<Option<Vec<u8>>> {
         let key = format!("{pack_id}.toc");
         match self.op.read(&key) {
+            Ok(_) if self.tombstoned(pack_id)? => Ok(None),
             Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.remote_error("read sidecar", &key, e)),
@@ -550,15 +865,17 @@ impl PackStore for OpendalPackStore {
     }
 }
 
-/// A handle on an uploaded pack: ranged GETs, its length fixed when it was opened.
-///
-/// Unlike a local handle it cannot pin the bytes: once the remote pack is deleted, reads fail
-/// with [`Error::PackNotFound`].
+/// A handle on an uploaded pack: ranged GETs. Its pack's bytes stay readable for the store's
+/// grace period after a delete (see [`PackStore::delete`] on [`OpendalPackStore`]); after the
+/// purge, reads fail with [`Error::PackNotFound`].
 struct RemotePackHandle {
     op: blocking::Operator,
     location: RemoteLocation,
     pack_id: PackId,
-    len: u64,
+    /// The pack's length when known (from `open_pack`; `open_range` does not ask for it).
+    len: Option<u64>,
+    /// Bytes fetched when the handle was opened, and their offset.
+    prefetched: Option<(u64, Vec<u8>)>,
     // The operator's runtime lives as long as any handle on it.
     _runtime: Arc<tokio::runtime::Runtime>,
 }
@@ -579,13 +896,23 @@ impl PackHandle for RemotePackHandle {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if let Some((start, bytes)) = &self.prefetched
+            && let Some(at) = offset.checked_sub(*start)
+            && let Ok(at) = usize::try_from(at)
+            && at
+                .checked_add(buf.len())
+                .is_some_and(|end| end <= bytes.len())
+        {
+            buf.copy_from_slice(&bytes[at..at + buf.len()]);
+            return Ok(());
+        }
         remote_read(
             &self.op,
             &self.location,
             self.pack_id,
             offset,
             buf,
-            Some(self.len),
+            self.len,
         )
     }
 }

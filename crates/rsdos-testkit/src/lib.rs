@@ -71,7 +71,10 @@ macro_rules! pack_store_suite {
             delete_removes_pack_and_sidecar,
             seal_stores_the_sidecar,
             reads_run_from_many_threads_while_appending,
-            open_pack_handle_survives_deletion
+            open_pack_handle_survives_deletion,
+            read_ranges_returns_each_range_in_order,
+            open_range_reads_the_range,
+            sealed_pack_handles_survive_deletion
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

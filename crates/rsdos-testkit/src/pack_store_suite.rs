@@ -219,3 +219,136 @@ pub fn open_pack_handle_survives_deletion(h: &dyn PackStoreHarness) {
         Err(Error::PackNotFound { pack_id: 6 })
     ));
 }
+
+/// `read_ranges` returns one buffer per range in the order given, each as `read_at` reads it;
+/// an absent pack is `PackNotFound` and a range past the end `Corrupt`.
+pub fn read_ranges_returns_each_range_in_order(h: &dyn PackStoreHarness) {
+    let s = h.store();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    write_pack(s.as_ref(), 0, &data);
+    write_pack(s.as_ref(), 1, &data);
+    s.seal(1, b"toc").expect("seal"); // one staged or local pack, one sealed
+    // Unsorted, neighbouring, with small and large gaps, overlapping, repeated and empty.
+    let ranges: Vec<(u64, usize)> = vec![
+        (250_000, 50_000),
+        (0, 10),
+        (10, 20),
+        (100, 1),
+        (40, 30),
+        (50, 100),
+        (120_000, 5),
+        (0, 10),
+        (7, 0),
+        (299_999, 1),
+    ];
+    for store in [&s, &h.other()] {
+        for pack in [0, 1] {
+            let got = store.read_ranges(pack, &ranges).expect("read_ranges");
+            assert_eq!(got.len(), ranges.len());
+            for (buf, &(off, len)) in got.iter().zip(&ranges) {
+                assert_eq!(
+                    buf[..],
+                    data[off as usize..off as usize + len],
+                    "({off}, {len})"
+                );
+            }
+        }
+    }
+    assert!(s.read_ranges(0, &[]).expect("no ranges").is_empty());
+    assert!(matches!(
+        s.read_ranges(9, &[(0, 4)]),
+        Err(Error::PackNotFound { pack_id: 9 })
+    ));
+    for pack in [0, 1] {
+        let err = s
+            .read_ranges(pack, &[(0, 4), (299_990, 20)])
+            .expect_err("past end");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    }
+}
+
+/// `open_range` returns a handle that reads the given range (and its pack); an absent pack is
+/// `PackNotFound`.
+pub fn open_range_reads_the_range(h: &dyn PackStoreHarness) {
+    let s = h.store();
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
+    write_pack(s.as_ref(), 2, &data);
+    write_pack(s.as_ref(), 3, &data);
+    s.seal(3, b"toc").expect("seal");
+    for pack in [2, 3] {
+        let handle = s.open_range(pack, 1000, 500_000).expect("open_range");
+        assert_eq!(handle.pack_id(), pack);
+        // As a stream reads it: in chunks from the start, then beyond the first chunk.
+        for (off, len) in [
+            (1000u64, 4usize),
+            (1000, 262_144),
+            (263_144, 237_856),
+            (5, 10),
+        ] {
+            let mut buf = vec![0u8; len];
+            handle.read_at(off, &mut buf).expect("read");
+            assert_eq!(
+                buf[..],
+                data[off as usize..off as usize + len],
+                "({off}, {len})"
+            );
+        }
+        let mut buf = [0u8; 8];
+        let err = handle.read_at(599_996, &mut buf).expect_err("past end");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    }
+    assert!(matches!(
+        s.open_range(8, 0, 10),
+        Err(Error::PackNotFound { pack_id: 8 })
+    ));
+}
+
+/// Handles on a sealed pack (`open_pack` and `open_range`) keep reading after another instance
+/// deletes it, while the pack is absent at once for `list`, `len`, `is_sealed`, `sidecar` and
+/// `open_pack` of every instance, and for reads of the instance that deleted it.
+pub fn sealed_pack_handles_survive_deletion(h: &dyn PackStoreHarness) {
+    let (s, other) = (h.store(), h.other());
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 239) as u8).collect();
+    write_pack(s.as_ref(), 4, &data);
+    s.seal(4, b"toc").expect("seal");
+    write_pack(s.as_ref(), 5, b"stays");
+    let pinned = s.open_pack(4).expect("open_pack");
+    let ranged = s.open_range(4, 100, 1000).expect("open_range");
+    other.delete(4).expect("delete from another instance");
+    for handle in [&pinned, &ranged] {
+        let mut buf = vec![0u8; 1000];
+        handle.read_at(100, &mut buf).expect("read after delete");
+        assert_eq!(buf[..], data[100..1100]);
+        let mut buf = vec![0u8; 10];
+        handle
+            .read_at(5000, &mut buf)
+            .expect("read elsewhere after delete");
+        assert_eq!(buf[..], data[5000..5010]);
+    }
+    for store in [&s, &other] {
+        assert_eq!(store.list().expect("list"), vec![5]);
+        assert_eq!(store.len(4).expect("len"), None);
+        assert!(!store.is_sealed(4).expect("is_sealed"));
+        assert_eq!(store.sidecar(4).expect("sidecar"), None);
+        assert!(matches!(
+            store.open_pack(4),
+            Err(Error::PackNotFound { pack_id: 4 })
+        ));
+    }
+    let mut buf = [0u8; 4];
+    assert!(matches!(
+        other.read_at(4, 0, &mut buf),
+        Err(Error::PackNotFound { pack_id: 4 })
+    ));
+    assert!(matches!(
+        other.read_ranges(4, &[(0, 4)]),
+        Err(Error::PackNotFound { pack_id: 4 })
+    ));
+    assert!(matches!(
+        other.open_range(4, 0, 4),
+        Err(Error::PackNotFound { pack_id: 4 })
+    ));
+    // Purging (a no-op where deletion is immediate) keeps other packs.
+    s.purge_deleted().expect("purge");
+    assert_eq!(s.list().expect("list"), vec![5]);
+}

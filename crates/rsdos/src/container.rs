@@ -383,11 +383,8 @@ impl Container {
                 len,
             }
         } else {
-            if self.packs().len(location.pack_id)?.is_none() {
-                return Err(Error::PackNotFound {
-                    pack_id: location.pack_id,
-                });
-            }
+            // An absent pack is `PackNotFound` from `open_range` itself, without a length
+            // request first (a HEAD on object storage).
             StoredSource::pack(
                 self.packs(),
                 location.pack_id,

@@ -31,7 +31,9 @@ pub(crate) enum StoredSource {
 
 impl StoredSource {
     /// A range of pack `pack_id`, pinned now: later reads go to this very file even if the
-    /// pack is deleted or replaced by a repack meanwhile.
+    /// pack is deleted or replaced by a repack meanwhile. Opened with
+    /// [`PackStore::open_range`], so on object storage opening costs no request besides the
+    /// read of the first chunk.
     pub(crate) fn pack(
         store: &dyn PackStore,
         pack_id: PackId,
@@ -39,7 +41,7 @@ impl StoredSource {
         length: u64,
     ) -> Result<Self, Error> {
         Ok(StoredSource::Pack {
-            handle: store.open_pack(pack_id)?,
+            handle: store.open_range(pack_id, offset, length)?,
             offset,
             length,
         })
