@@ -34,6 +34,7 @@ mod hash_type;
 mod index;
 mod meta;
 mod pack_store;
+mod remote_mirror;
 mod utc_time;
 
 pub use compression::{CompressMode, CompressionAlgorithm};
@@ -43,4 +44,5 @@ pub use hash_type::{HashType, ObjectHasher};
 pub use index::{HashkeyIter, IndexTotals, ObjectIndex, ObjectIndexExt, PackEntryIter};
 pub use meta::{ObjectCount, ObjectMeta, ObjectType, PackedEntry, PackedLocation, TotalSize};
 pub use pack_store::{PackAppender, PackHandle, PackId, PackStore, is_valid_pack_name};
+pub use remote_mirror::RemoteMirror;
 pub use utc_time::UtcTime;

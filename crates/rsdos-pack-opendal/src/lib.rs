@@ -50,9 +50,10 @@
 mod appender;
 mod checksum;
 mod location;
+mod mirror;
 mod store;
 
-pub use location::{RemoteLocation, StoreOptions};
+pub use location::{RemoteLocation, StoreOptions, is_secret_option};
 pub use store::OpendalPackStore;
 
 /// The OpenDAL crate this store is built on, for [`OpendalPackStore::from_operator`].

@@ -33,6 +33,14 @@ const SECRET_KEYS: &[&str] = &[
     "server_side_encryption_customer_key",
 ];
 
+/// True for an option name that holds a secret (keys, tokens, passwords): such options are
+/// accepted in the URL or as extra options but never shown, and callers that persist a store's
+/// settings leave them out unless asked to keep them.
+pub fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| key.contains(s))
+}
+
 /// The remote service, bucket (or container) and prefix of an [`OpendalPackStore`]: what
 /// messages name. It holds no credentials.
 ///

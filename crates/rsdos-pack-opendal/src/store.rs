@@ -214,6 +214,11 @@ impl OpendalPackStore {
         self.staging.dir()
     }
 
+    /// The blocking operator, for the metadata files of `mirror.rs`.
+    pub(crate) fn blocking_operator(&self) -> &blocking::Operator {
+        &self.op
+    }
+
     /// Packs that are in the staging folder: being written, or sealed but not yet uploaded
     /// (an upload failed), ascending.
     pub fn staged(&self) -> Result<Vec<PackId>> {

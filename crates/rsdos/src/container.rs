@@ -17,10 +17,12 @@ use rsdos_pack_local::LocalPackStore;
 use crate::layout::Layout;
 use crate::lock::MaintenanceLock;
 use crate::loose::LooseStore;
+use crate::maintenance::remote_sync::RemoteState;
 use crate::options::{InitOptions, OpenOptions, PackWriteOptions};
 use crate::pack_writer::PackWriter;
 use crate::read_many::ManyReader;
 use crate::reader::{ObjectReader, StoredSource};
+use crate::remote::PacksLocation;
 
 /// Packed objects up to this size are read with one positioned read when opened.
 const READ_WHOLE_MAX: u64 = 256 * 1024;
@@ -36,6 +38,8 @@ struct Inner {
     loose: LooseStore,
     /// First pack id worth checking when choosing a pack to append to.
     pack_id_hint: AtomicU64,
+    /// The remote copy, for a container whose packs live in remote storage.
+    remote: Option<RemoteState>,
 }
 
 /// A content-addressed object store in one folder, in disk-objectstore's layout.
@@ -109,8 +113,64 @@ impl Container {
             std::fs::create_dir(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
         }
         SqliteIndex::create(&layout.index())?;
+        if let Some(packs) = &options.packs {
+            // config.json is written last locally, so a failure here leaves no container.
+            if let Err(e) = Self::init_remote(&layout, &config, packs, options.store_credentials) {
+                // The folder was empty or new: leave it so, and a corrected init can run.
+                let _ = std::fs::remove_file(layout.root.join(crate::remote::PACKS_SETTING_FILE));
+                for dir in [
+                    layout.loose(),
+                    layout.packs(),
+                    layout.sandbox(),
+                    layout.duplicates(),
+                ] {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = layout.index().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e);
+            }
+            durable::write_atomic(&layout.config(), config.to_json().as_bytes())?;
+            let mut open = OpenOptions::default();
+            for (k, v) in packs.options().iter() {
+                open = open.with_packs_option(k, v);
+            }
+            return Self::open_with(path, &open);
+        }
         durable::write_atomic(&layout.config(), config.to_json().as_bytes())?;
         Self::open(path)
+    }
+
+    /// Checks that the remote holds no container yet, records the setting and uploads
+    /// `config.json` there (so a clone can start from the remote alone).
+    fn init_remote(
+        layout: &Layout,
+        config: &ContainerConfig,
+        packs: &PacksLocation,
+        store_credentials: bool,
+    ) -> Result<()> {
+        let store = packs.open_store(&layout.packs(), &Default::default())?;
+        if store
+            .mirror
+            .get_meta(crate::maintenance::remote_sync::REMOTE_CONFIG)?
+            .is_some()
+            || !store.mirror.uploaded()?.is_empty()
+        {
+            return Err(Error::AlreadyExists {
+                path: packs.display_url().into(),
+                detail: "the remote already holds the packs of a container; use `rsdos clone` \
+                         to make a local container of it, or choose another prefix"
+                    .into(),
+            });
+        }
+        packs.write(&layout.root, store_credentials)?;
+        store.mirror.put_meta(
+            crate::maintenance::remote_sync::REMOTE_CONFIG,
+            config.to_json().as_bytes(),
+        )
     }
 
     /// True if `path` holds a container: a parsable `config.json` and the four folders
@@ -133,12 +193,23 @@ impl Container {
         Self::open_with(path, &OpenOptions::default())
     }
 
-    /// Opens an existing container with the local pack folder and the SQLite index.
+    /// Opens an existing container with the SQLite index and its pack storage: the local pack
+    /// folder, or the remote storage named in `rsdos-packs.json` (see [`PacksLocation`]) with
+    /// `packs/` as the staging folder of the packs being written.
     pub fn open_with(path: &Path, options: &OpenOptions) -> Result<Container> {
         let layout = Layout::new(path);
         let config = Self::read_config(&layout)?;
         let index_path = layout.index();
-        let packs = LocalPackStore::new(&layout.packs(), options.max_open_packs);
+        let (packs, remote): (Arc<dyn PackStore>, _) = match PacksLocation::read(path)? {
+            Some(location) => {
+                let store = location.open_store(&layout.packs(), &options.packs_options)?;
+                (store.packs, Some(RemoteState::new(store.mirror)))
+            }
+            None => (
+                Arc::new(LocalPackStore::new(&layout.packs(), options.max_open_packs)),
+                None,
+            ),
+        };
         let index = if index_path.exists() {
             SqliteIndex::open(&index_path)?
         } else if packs.list()?.is_empty() {
@@ -157,7 +228,8 @@ impl Container {
             layout,
             config,
             Arc::new(index),
-            Arc::new(packs),
+            packs,
+            remote,
         ))
     }
 
@@ -170,7 +242,29 @@ impl Container {
     ) -> Result<Container> {
         let layout = Layout::new(path);
         let config = Self::read_config(&layout)?;
-        Ok(Self::assemble(layout, config, index, packs))
+        Ok(Self::assemble(layout, config, index, packs, None))
+    }
+
+    /// As [`open_with_storage`](Self::open_with_storage) for packs in remote storage:
+    /// `mirror` (usually the same object as `packs`) receives the index snapshots after each
+    /// seal, and failed uploads are retried as for a container opened from
+    /// `rsdos-packs.json`. The index must be the folder's `packs.idx` for snapshots to work,
+    /// and `mirror.staging_dir()` should be the container's `packs/` folder.
+    pub fn open_with_remote_storage(
+        path: &Path,
+        index: Arc<dyn ObjectIndex>,
+        packs: Arc<dyn PackStore>,
+        mirror: Arc<dyn rsdos_core::RemoteMirror>,
+    ) -> Result<Container> {
+        let layout = Layout::new(path);
+        let config = Self::read_config(&layout)?;
+        Ok(Self::assemble(
+            layout,
+            config,
+            index,
+            packs,
+            Some(RemoteState::new(mirror)),
+        ))
     }
 
     fn read_config(layout: &Layout) -> Result<ContainerConfig> {
@@ -216,6 +310,7 @@ impl Container {
         config: ContainerConfig,
         index: Arc<dyn ObjectIndex>,
         packs: Arc<dyn PackStore>,
+        remote: Option<RemoteState>,
     ) -> Container {
         let loose = LooseStore::new(
             layout.loose(),
@@ -231,6 +326,7 @@ impl Container {
                 packs,
                 loose,
                 pack_id_hint: AtomicU64::new(0),
+                remote,
             }),
         }
     }
@@ -257,6 +353,10 @@ impl Container {
 
     pub(crate) fn packs_arc(&self) -> &Arc<dyn PackStore> {
         &self.inner.packs
+    }
+
+    pub(crate) fn remote_state(&self) -> Option<&RemoteState> {
+        self.inner.remote.as_ref()
     }
 
     pub(crate) fn loose_store(&self) -> &LooseStore {
@@ -664,6 +764,7 @@ impl Container {
                 self.packs().seal(pack_id, &toc.encode())?;
             }
         }
+        self.index_changed();
         let mut seen = HashSet::new();
         Ok(keys
             .into_iter()

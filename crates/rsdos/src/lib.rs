@@ -44,6 +44,7 @@ mod pack_writer;
 mod progress;
 mod read_many;
 mod reader;
+mod remote;
 mod sidecar;
 
 pub use auto_pack::{
@@ -58,14 +59,19 @@ pub use maintenance::clean::{CleanOptions, CleanReport};
 pub use maintenance::import::ImportReport;
 pub use maintenance::migrate::MigrateReport;
 pub use maintenance::pack::{PackOptions, PackReport};
+pub use maintenance::remote_clone::{CloneOptions, CloneReport};
+pub use maintenance::remote_sync::{
+    REMOTE_CONFIG, REMOTE_INDEX, REMOTE_SNAPSHOT_INFO, RemoteStatus, SnapshotInfo, UploadReport,
+};
 pub use maintenance::repack::{RepackOptions, RepackReport};
 pub use maintenance::validate::{ValidateOptions, ValidationReport};
 pub use options::{InitOptions, OpenOptions, PackWriteOptions};
 pub use progress::{NoProgress, Progress, ProgressUnit, StopFlag};
 pub use read_many::{ManyItem, ManyReader};
 pub use reader::ObjectReader;
+pub use remote::{PACKS_SETTING_FILE, PacksLocation, RemoteOptions};
 pub use rsdos_core::{
     CompressMode, CompressionAlgorithm, ContainerConfig, Error, ErrorKind, HashType, ObjectCount,
-    ObjectMeta, ObjectType, PackedLocation, Result, TotalSize, UtcTime,
+    ObjectMeta, ObjectType, PackedLocation, RemoteMirror, Result, TotalSize, UtcTime,
 };
 pub use sidecar::{PackToc, RebuildReport, TocEntry};

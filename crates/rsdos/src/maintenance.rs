@@ -9,5 +9,7 @@ pub(crate) mod import;
 pub(crate) mod migrate;
 pub(crate) mod pack;
 mod rebuild;
+pub(crate) mod remote_clone;
+pub(crate) mod remote_sync;
 pub(crate) mod repack;
 pub(crate) mod validate;

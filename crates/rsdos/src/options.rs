@@ -2,6 +2,8 @@
 
 use rsdos_core::{CompressMode, CompressionAlgorithm, DEFAULT_PACK_SIZE_TARGET, HashType};
 
+use crate::remote::{PacksLocation, RemoteOptions};
+
 /// How to initialise a new container. Defaults are disk-objectstore's, so that a container
 /// made with `InitOptions::default()` is one disk-objectstore could have made.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +17,12 @@ pub struct InitOptions {
     pub hash_type: HashType,
     /// Codec for compressed objects (default `zlib+1`).
     pub compression_algorithm: CompressionAlgorithm,
+    /// Where the packs go: `None` (default) for the container's `packs/` folder, else remote
+    /// storage (see [`PacksLocation`]; recorded in `rsdos-packs.json`).
+    pub packs: Option<PacksLocation>,
+    /// Also write secret options (credentials) into `rsdos-packs.json` (default false: they
+    /// come from the environment or [`OpenOptions::with_packs_option`] at each open).
+    pub store_credentials: bool,
 }
 
 impl Default for InitOptions {
@@ -24,6 +32,8 @@ impl Default for InitOptions {
             pack_size_target: DEFAULT_PACK_SIZE_TARGET,
             hash_type: HashType::Sha256,
             compression_algorithm: CompressionAlgorithm::default(),
+            packs: None,
+            store_credentials: false,
         }
     }
 }
@@ -49,6 +59,36 @@ impl InitOptions {
         self.compression_algorithm = algorithm;
         self
     }
+    /// Keeps the sealed packs in remote storage at `url` (`s3://bucket/prefix`, `gs://`,
+    /// `azblob://`, `fs:///folder`, `memory://`); loose objects, the pack being written and
+    /// the index stay in the folder.
+    pub fn with_packs_url(mut self, url: &str) -> Self {
+        self.packs = Some(match self.packs.take() {
+            Some(old) => {
+                let mut new = PacksLocation::new(url);
+                for (k, v) in old.options().iter() {
+                    new = new.with_option(k, v);
+                }
+                new
+            }
+            None => PacksLocation::new(url),
+        });
+        self
+    }
+    /// Adds a service option of the remote pack storage (`endpoint`, `region`, ...); call
+    /// after [`with_packs_url`](Self::with_packs_url). Secret options (keys, tokens) are not
+    /// written to disk unless [`with_store_credentials`](Self::with_store_credentials).
+    pub fn with_packs_option(mut self, key: &str, value: &str) -> Self {
+        if let Some(p) = self.packs.take() {
+            self.packs = Some(p.with_option(key, value));
+        }
+        self
+    }
+    /// Writes secret options into `rsdos-packs.json` too (readable by its owner only).
+    pub fn with_store_credentials(mut self, yes: bool) -> Self {
+        self.store_credentials = yes;
+        self
+    }
 }
 
 /// How to open an existing container.
@@ -57,12 +97,16 @@ impl InitOptions {
 pub struct OpenOptions {
     /// Bound on pack files kept open for reading (default 64).
     pub max_open_packs: usize,
+    /// Options of the remote pack storage given at open time (credentials, typically), over
+    /// those in `rsdos-packs.json`; ignored for a container with local packs.
+    pub packs_options: RemoteOptions,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             max_open_packs: rsdos_pack_local::DEFAULT_MAX_OPEN_PACKS,
+            packs_options: RemoteOptions::new(),
         }
     }
 }
@@ -71,6 +115,12 @@ impl OpenOptions {
     /// Sets the bound on open pack files.
     pub fn with_max_open_packs(mut self, n: usize) -> Self {
         self.max_open_packs = n;
+        self
+    }
+    /// Sets an option of the remote pack storage for this open (for example credentials
+    /// read from a secret store); never written to disk.
+    pub fn with_packs_option(mut self, key: &str, value: &str) -> Self {
+        self.packs_options.set(key, value);
         self
     }
 }

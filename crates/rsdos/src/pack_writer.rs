@@ -68,6 +68,8 @@ impl<'c> PackWriter<'c> {
         fsync: bool,
         lock: Option<MaintenanceLock>,
     ) -> Self {
+        // Every writing cycle first retries uploads that failed (remote containers only).
+        container.retry_uploads_in_cycle();
         PackWriter {
             container,
             compress,
@@ -306,7 +308,7 @@ impl<'c> PackWriter<'c> {
             if let Some(appender) = self.appender.take() {
                 let id = appender.pack_id();
                 drop(appender);
-                self.container.seal_pack(id)?;
+                self.container.seal_finished_pack(id)?;
             }
             self.next_pack_hint += 1;
         }
@@ -320,7 +322,9 @@ impl<'c> PackWriter<'c> {
             loop {
                 let usable = match packs.len(id)? {
                     None => highest.is_none_or(|h| id > h),
-                    Some(len) => len < target && !packs.is_sealed(id)?,
+                    Some(len) => {
+                        len < target && !packs.is_sealed(id)? && !self.container.seal_deferred(id)
+                    }
                 };
                 if usable {
                     break;
@@ -370,7 +374,7 @@ impl<'c> PackWriter<'c> {
             );
             drop(appender);
             if full {
-                self.container.seal_pack(id)?;
+                self.container.seal_finished_pack(id)?;
             }
         }
         Ok(Finished {

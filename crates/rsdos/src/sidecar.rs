@@ -255,6 +255,13 @@ impl Container {
     /// Errors: [`Error::PackNotFound`] if the pack does not exist; [`Error::Corrupt`] naming
     /// the pack and offset if a row has an invalid hashkey or ends past the end of the pack.
     pub fn seal_pack(&self, pack_id: PackId) -> Result<PackToc> {
+        let toc = self.toc_from_index(pack_id)?;
+        self.packs().seal(pack_id, &toc.encode())?;
+        Ok(toc)
+    }
+
+    /// The sidecar [`Container::seal_pack`] writes, without writing it.
+    pub(crate) fn toc_from_index(&self, pack_id: PackId) -> Result<PackToc> {
         let packs = self.packs();
         let pack_length = packs.len(pack_id)?.ok_or(Error::PackNotFound { pack_id })?;
         let hash_type = self.config().hash_type;
@@ -295,13 +302,11 @@ impl Container {
                 crc32c: crc,
             });
         }
-        let toc = PackToc {
+        Ok(PackToc {
             hash_type,
             pack_length,
             entries,
-        };
-        packs.seal(pack_id, &toc.encode())?;
-        Ok(toc)
+        })
     }
 
     /// The decoded sidecar of pack `pack_id`, `None` if the pack has none (not sealed, or

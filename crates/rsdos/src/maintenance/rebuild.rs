@@ -108,7 +108,7 @@ impl Container {
 
 /// Writes the new index to `packs.idx.rebuild`, closed and with no write-ahead log left, and
 /// returns it with the report. On error nothing is left behind.
-fn build(
+pub(crate) fn build(
     layout: &Layout,
     hash_type: HashType,
     packs: &dyn PackStore,
@@ -190,7 +190,7 @@ fn fill(
 }
 
 /// The sidecar of a pack if it can be used; a problem with it is noted in the report.
-fn usable_toc(
+pub(crate) fn usable_toc(
     packs: &dyn PackStore,
     pack_id: PackId,
     pack_len: u64,
@@ -235,7 +235,7 @@ fn usable_toc(
 
 /// Appends to `rows` the entries of `toc` whose stored bytes match their CRC32C, reading the
 /// pack once in offset order; the others go to `report.corrupt_entries`.
-fn verified_rows(
+pub(crate) fn verified_rows(
     packs: &dyn PackStore,
     pack_id: PackId,
     toc: PackToc,
@@ -321,7 +321,7 @@ fn remove_if_present(path: &Path) -> Result<()> {
 
 /// Checks that the closed new index has no write-ahead log left (its content would be lost
 /// by the rename), removes its shared-memory file, and fsyncs it.
-fn settle(db: &Path) -> Result<()> {
+pub(crate) fn settle(db: &Path) -> Result<()> {
     let wal = with_suffix(db, "-wal");
     match std::fs::metadata(&wal) {
         Ok(m) if m.len() > 0 => {
@@ -347,7 +347,7 @@ fn settle(db: &Path) -> Result<()> {
 /// Replaces `packs.idx` with the rebuilt file: the old `-wal` and `-shm` go first (a log of
 /// the old file must never be applied to the new one), then the rename, then the folder is
 /// fsynced.
-fn install(layout: &Layout, rebuilt: &Path) -> Result<()> {
+pub(crate) fn install(layout: &Layout, rebuilt: &Path) -> Result<()> {
     let index = layout.index();
     remove_if_present(&with_suffix(&index, "-wal"))?;
     remove_if_present(&with_suffix(&index, "-shm"))?;

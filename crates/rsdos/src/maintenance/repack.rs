@@ -86,6 +86,7 @@ impl Container {
     /// Takes the maintenance lock.
     pub fn repack(&self, options: &RepackOptions, progress: &dyn Progress) -> Result<RepackReport> {
         let _lock = self.lock_maintenance(Some(crate::container::DEFAULT_LOCK_WAIT))?;
+        self.retry_uploads_in_cycle();
         let mut report = RepackReport::default();
         let plan = self.plan_pack_rewrite()?;
         report.bytes_before = plan.bytes_before;
@@ -181,7 +182,7 @@ impl Container {
                 return Err(e);
             }
         };
-        self.seal_pack(new)?;
+        self.seal_finished_pack(new)?;
         self.packs().delete(old)?;
         Ok(out)
     }

@@ -1,0 +1,434 @@
+//! Containers whose packs live in remote storage, through `rsdos-packs.json`, on the OpenDAL
+//! `fs` service (a folder standing in for a bucket: it survives reopening, unlike `memory`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rsdos::{
+    CloneOptions, Container, InitOptions, NoProgress, OpenOptions, PACKS_SETTING_FILE,
+    PackWriteOptions, REMOTE_CONFIG, REMOTE_INDEX, REMOTE_SNAPSHOT_INFO, ValidateOptions,
+};
+
+const TARGET: u64 = 4096;
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    remote: PathBuf,
+    url: String,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("container");
+    let remote = tmp.path().join("bucket");
+    std::fs::create_dir(&remote).expect("mkdir");
+    let url = format!("fs://{}", remote.display());
+    Setup {
+        _tmp: tmp,
+        root,
+        remote,
+        url,
+    }
+}
+
+/// A remote whose writes can be made to fail while listing, stat and reads keep working: the
+/// `fs` service writes through `atomic_write_dir`, which [`block_uploads`] turns into a file.
+fn setup_blockable() -> Setup {
+    let mut s = setup();
+    let spool = s.remote.with_file_name("spool");
+    std::fs::create_dir(&spool).expect("mkdir");
+    s.url = format!("{}?atomic_write_dir={}", s.url, spool.display());
+    s
+}
+
+fn block_uploads(s: &Setup) {
+    let spool = s.remote.with_file_name("spool");
+    std::fs::remove_dir_all(&spool).expect("rmdir");
+    std::fs::write(&spool, b"not a folder").expect("block");
+}
+
+fn unblock_uploads(s: &Setup) {
+    let spool = s.remote.with_file_name("spool");
+    std::fs::remove_file(&spool).expect("unblock");
+    std::fs::create_dir(&spool).expect("mkdir");
+}
+
+fn init(s: &Setup) -> Container {
+    Container::init(
+        &s.root,
+        &InitOptions::default()
+            .with_pack_size_target(TARGET)
+            .with_packs_url(&s.url),
+    )
+    .expect("init")
+}
+
+/// `n` distinct objects of about 1 KiB (four per pack).
+fn objects(seed: u32, n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut v = format!("object {seed} {i} ").into_bytes();
+            v.resize(1000 + (i as usize % 7), (i % 251) as u8);
+            v
+        })
+        .collect()
+}
+
+fn add(c: &Container, data: &[Vec<u8>]) -> BTreeMap<String, Vec<u8>> {
+    let keys = c
+        .add_many_to_pack(
+            data.iter().map(|d| d.as_slice()),
+            &PackWriteOptions::default(),
+        )
+        .expect("add to pack");
+    keys.into_iter().zip(data.iter().cloned()).collect()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn pack_files(dir: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = names(dir).iter().filter_map(|n| n.parse().ok()).collect();
+    v.sort_unstable();
+    v
+}
+
+fn assert_all_readable(c: &Container, expected: &BTreeMap<String, Vec<u8>>) {
+    for (k, v) in expected {
+        assert_eq!(&c.get_object(k).expect("read"), v, "object {k}");
+    }
+}
+
+fn assert_valid(c: &Container) {
+    let report = c
+        .validate(&ValidateOptions::default(), &NoProgress)
+        .expect("validate");
+    assert!(report.is_valid(), "{report:?}");
+}
+
+#[test]
+fn init_with_packs_url_then_reopen_uses_the_remote() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(1, 20));
+    // Sealed packs are in the remote folder with their sidecars; only the pack still being
+    // appended to is staged locally.
+    let remote_packs = pack_files(&s.remote);
+    assert!(remote_packs.len() >= 4, "{remote_packs:?}");
+    for id in &remote_packs {
+        assert!(
+            s.remote.join(format!("{id}.toc")).is_file(),
+            "sidecar of {id}"
+        );
+    }
+    let local = pack_files(&s.root.join("packs"));
+    assert!(local.len() <= 1, "local packs: {local:?}");
+    assert!(local.iter().all(|id| !remote_packs.contains(id)));
+    // config.json stays disk-objectstore's; the setting is in its own file.
+    let config = std::fs::read_to_string(s.root.join("config.json")).expect("config");
+    assert!(!config.contains("fs://"), "{config}");
+    let setting = std::fs::read_to_string(s.root.join(PACKS_SETTING_FILE)).expect("setting");
+    assert!(setting.contains(&s.url), "{setting}");
+    drop(c);
+
+    let c = Container::open(&s.root).expect("reopen");
+    let status = c.remote_status().expect("status").expect("remote");
+    assert_eq!(status.url, s.url);
+    assert!(status.pending_upload.is_empty());
+    assert_all_readable(&c, &stored);
+    assert_eq!(c.count().expect("count").packed, 20);
+    assert_valid(&c);
+}
+
+#[test]
+fn credentials_given_as_options_are_not_written_or_shown() {
+    let s = setup();
+    let secret = "S3CR3T-do-not-leak";
+    let c = Container::init(
+        &s.root,
+        &InitOptions::default()
+            .with_pack_size_target(TARGET)
+            .with_packs_url(&format!("{}?session_token={secret}", s.url))
+            .with_packs_option("secret_access_key", secret)
+            .with_packs_option("region", "eu-central-1"),
+    )
+    .expect("init");
+    add(&c, &objects(2, 10));
+    let mut stack = vec![s.root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !text.contains(secret),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
+    let setting = std::fs::read_to_string(s.root.join(PACKS_SETTING_FILE)).expect("setting");
+    assert!(setting.contains("eu-central-1"), "{setting}");
+    for shown in [
+        format!("{c:?}"),
+        format!("{:?}", c.remote_status().expect("status")),
+        format!(
+            "{:?}",
+            InitOptions::default()
+                .with_packs_url(&s.url)
+                .with_packs_option("secret_access_key", secret)
+        ),
+    ] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+}
+
+#[test]
+fn a_snapshot_of_the_index_and_the_config_are_uploaded_after_each_seal() {
+    let s = setup();
+    let c = init(&s);
+    assert_eq!(
+        std::fs::read(s.remote.join(REMOTE_CONFIG)).expect("config uploaded at init"),
+        std::fs::read(s.root.join("config.json")).expect("config")
+    );
+    assert!(!s.remote.join(REMOTE_INDEX).exists());
+    add(&c, &objects(3, 12));
+    assert!(s.remote.join(REMOTE_INDEX).is_file());
+    let info = c.remote_snapshot().expect("snapshot").expect("present");
+    assert_eq!(info.container_id, c.config().container_id);
+    assert_eq!(info.packs, pack_files(&s.remote));
+    assert_eq!(
+        info.index_bytes,
+        std::fs::metadata(s.remote.join(REMOTE_INDEX))
+            .expect("stat")
+            .len()
+    );
+    assert!(s.remote.join(REMOTE_SNAPSHOT_INFO).is_file());
+}
+
+#[test]
+fn a_second_init_on_the_same_remote_is_refused() {
+    let s = setup();
+    let _c = init(&s);
+    let other = s.root.with_file_name("other");
+    let err = Container::init(&other, &InitOptions::default().with_packs_url(&s.url))
+        .expect_err("remote in use");
+    assert_eq!(err.kind(), rsdos::ErrorKind::AlreadyExists, "{err}");
+    // Nothing is left behind: the folder can be used once the URL is corrected.
+    assert!(
+        !other.exists() || names(&other).is_empty(),
+        "{:?}",
+        names(&other)
+    );
+}
+
+fn clone_to(s: &Setup, name: &str) -> (Container, rsdos::CloneReport) {
+    let dir = s.root.with_file_name(name);
+    Container::clone_from_remote(&s.url, &dir, &CloneOptions::default()).expect("clone")
+}
+
+/// Objects of the origin that the remote has: those in uploaded packs.
+fn uploaded_objects(c: &Container, all: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    let staged = c.remote_status().expect("status").expect("remote").staged;
+    all.iter()
+        .filter(|(k, _)| {
+            let meta = c.meta(k).expect("meta");
+            meta.packed.is_some_and(|p| !staged.contains(&p.pack_id))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn clone_from_the_snapshot_reads_every_uploaded_object() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(4, 25));
+    let expected = uploaded_objects(&c, &stored);
+    assert!(expected.len() >= 20);
+    let (clone, report) = clone_to(&s, "clone");
+    assert!(report.from_snapshot, "{report:?}");
+    assert_eq!(report.packs_from_sidecars, 0, "{report:?}");
+    assert_eq!(report.objects, expected.len() as u64, "{report:?}");
+    // Rows of the origin's staged (active) pack cannot be in the clone.
+    assert_eq!(
+        report.rows_dropped,
+        (stored.len() - expected.len()) as u64,
+        "{report:?}"
+    );
+    assert_all_readable(&clone, &expected);
+    assert_valid(&clone);
+    assert_eq!(clone.config(), c.config());
+    assert_eq!(
+        std::fs::read(clone.path().join("config.json")).expect("config"),
+        std::fs::read(c.path().join("config.json")).expect("config")
+    );
+    assert!(clone.remote_status().expect("status").is_some());
+}
+
+#[test]
+fn clone_without_a_snapshot_rebuilds_from_the_sidecars() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(5, 25));
+    let expected = uploaded_objects(&c, &stored);
+    std::fs::remove_dir_all(s.remote.join("index")).expect("remove snapshot");
+    let (clone, report) = clone_to(&s, "clone");
+    assert!(!report.from_snapshot, "{report:?}");
+    assert!(report.snapshot_problem.is_some());
+    assert_eq!(report.packs_from_sidecars, report.packs, "{report:?}");
+    assert_eq!(report.objects, expected.len() as u64, "{report:?}");
+    assert_all_readable(&clone, &expected);
+    assert_valid(&clone);
+}
+
+#[test]
+fn clone_adds_packs_sealed_after_the_last_snapshot() {
+    let s = setup();
+    let c = init(&s);
+    let mut stored = add(&c, &objects(6, 12));
+    let old_index = std::fs::read(s.remote.join(REMOTE_INDEX)).expect("index");
+    let old_info = std::fs::read(s.remote.join(REMOTE_SNAPSHOT_INFO)).expect("info");
+    stored.extend(add(&c, &objects(7, 16)));
+    // As if the snapshots after those seals had failed.
+    std::fs::write(s.remote.join(REMOTE_INDEX), old_index).expect("restore");
+    std::fs::write(s.remote.join(REMOTE_SNAPSHOT_INFO), old_info).expect("restore");
+    let expected = uploaded_objects(&c, &stored);
+    let (clone, report) = clone_to(&s, "clone");
+    assert!(report.from_snapshot, "{report:?}");
+    assert!(report.packs_from_sidecars >= 3, "{report:?}");
+    assert_eq!(report.objects, expected.len() as u64, "{report:?}");
+    assert_all_readable(&clone, &expected);
+    assert_valid(&clone);
+}
+
+#[test]
+fn a_damaged_snapshot_is_not_trusted() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(8, 12));
+    let expected = uploaded_objects(&c, &stored);
+    let mut index = std::fs::read(s.remote.join(REMOTE_INDEX)).expect("index");
+    index.truncate(index.len() / 2);
+    std::fs::write(s.remote.join(REMOTE_INDEX), index).expect("truncate");
+    let (clone, report) = clone_to(&s, "clone");
+    assert!(!report.from_snapshot, "{report:?}");
+    assert_all_readable(&clone, &expected);
+    assert_valid(&clone);
+}
+
+#[test]
+fn clone_of_a_remote_without_a_container_fails_and_leaves_nothing() {
+    let s = setup();
+    let dir = s.root.with_file_name("clone");
+    let err = Container::clone_from_remote(&s.url, &dir, &CloneOptions::default())
+        .expect_err("empty remote");
+    assert_eq!(err.kind(), rsdos::ErrorKind::NotInitialised, "{err}");
+    assert!(!dir.exists() || names(&dir).is_empty());
+}
+
+#[test]
+fn a_failed_upload_keeps_objects_readable_and_is_retried() {
+    let s = setup_blockable();
+    let c = init(&s);
+    let mut stored = add(&c, &objects(9, 8));
+    let before = pack_files(&s.remote);
+    // Every upload fails from now on (whoever runs the test: no permission trick).
+    block_uploads(&s);
+
+    // The write succeeds although its full packs cannot be uploaded.
+    let more = add(&c, &objects(10, 12));
+    stored.extend(more.clone());
+    let status = c.remote_status().expect("status").expect("remote");
+    assert!(status.pending_upload.len() >= 2, "{status:?}");
+    assert!(status.last_error.is_some(), "{status:?}");
+    assert!(!format!("{status:?}").is_empty());
+    for (k, v) in &more {
+        assert_eq!(&c.get_object(k).expect("read from the staged pack"), v);
+    }
+    // A retry while the remote is still down fails again, and loses nothing.
+    let report = c.upload_pending().expect("retry");
+    assert!(
+        report.uploaded.is_empty() && !report.failed.is_empty(),
+        "{report:?}"
+    );
+    // New writes never append to a pack waiting for upload.
+    let pending = c
+        .remote_status()
+        .expect("status")
+        .expect("remote")
+        .pending_upload;
+    let sizes: Vec<u64> = pending
+        .iter()
+        .map(|id| c.packs().len(*id).expect("len").expect("present"))
+        .collect();
+    stored.extend(add(&c, &objects(11, 2)));
+    for (id, size) in pending.iter().zip(&sizes) {
+        assert_eq!(
+            c.packs().len(*id).expect("len"),
+            Some(*size),
+            "pack {id} grew"
+        );
+    }
+
+    unblock_uploads(&s);
+    // Reopened (as a new process would): the marks on disk tell what waits.
+    drop(c);
+    let c = Container::open_with(&s.root, &OpenOptions::default()).expect("reopen");
+    let report = c.upload_pending().expect("retry");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.uploaded, pending, "{report:?}");
+    assert!(report.snapshot_taken, "{report:?}");
+    let after = pack_files(&s.remote);
+    for id in before.iter().chain(&pending) {
+        assert!(after.contains(id), "pack {id} not uploaded: {after:?}");
+    }
+    let status = c.remote_status().expect("status").expect("remote");
+    assert!(status.pending_upload.is_empty(), "{status:?}");
+    assert!(status.staged.len() <= 1, "{status:?}");
+    assert_all_readable(&c, &stored);
+    assert_valid(&c);
+
+    let expected = uploaded_objects(&c, &stored);
+    let (clone, report) = clone_to(&s, "clone");
+    assert!(report.from_snapshot, "{report:?}");
+    assert_all_readable(&clone, &expected);
+    assert_valid(&clone);
+}
+
+#[test]
+fn the_next_pack_cycle_retries_failed_uploads() {
+    let s = setup_blockable();
+    let c = init(&s);
+    block_uploads(&s);
+    let stored = add(&c, &objects(12, 10));
+    let pending = c
+        .remote_status()
+        .expect("status")
+        .expect("remote")
+        .pending_upload;
+    assert!(!pending.is_empty());
+    unblock_uploads(&s);
+    drop(c);
+    // A fresh container has no back-off pending: its first writing cycle retries.
+    let c = Container::open(&s.root).expect("reopen");
+    c.add_object(b"one more loose object").expect("loose");
+    c.pack_loose(&rsdos::PackOptions::default(), &NoProgress)
+        .expect("pack");
+    let status = c.remote_status().expect("status").expect("remote");
+    assert!(status.pending_upload.is_empty(), "{status:?}");
+    let remote = pack_files(&s.remote);
+    assert!(pending.iter().all(|id| remote.contains(id)), "{remote:?}");
+    assert_all_readable(&c, &stored);
+}
