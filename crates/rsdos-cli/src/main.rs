@@ -85,6 +85,10 @@ enum Command {
     Migrate(cmd::migrate::MigrateArgs),
     /// Recreate a lost or damaged packs.idx from the packs' sidecars.
     RebuildIndex(cmd::rebuild_index::RebuildIndexArgs),
+    /// Make a local container from remote pack storage alone (config, index snapshot, sidecars).
+    Clone(cmd::remote::CloneArgs),
+    /// Upload the packs of a remote container that wait for upload, and snapshot its index.
+    Upload(cmd::remote::UploadArgs),
     /// dostore spelling: create a new container (`init` with `-a/--algorithm`).
     Create(cmd::init::CreateArgs),
     /// dostore spelling: add files as loose objects, printing `<hashkey>: <path>`.
@@ -131,6 +135,8 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(&global, args),
         Command::Migrate(args) => done(cmd::migrate::run(&global, args)),
         Command::RebuildIndex(args) => cmd::rebuild_index::run(&global, args),
+        Command::Clone(args) => cmd::remote::run_clone(&global, args),
+        Command::Upload(args) => cmd::remote::run_upload(&global, args),
         Command::Create(args) => done(cmd::init::run_create(&global, args)),
         Command::AddFiles(args) => done(cmd::add::run_add_files(&global, args)),
         Command::Optimize(args) => cmd::optimize::run(&global, args),

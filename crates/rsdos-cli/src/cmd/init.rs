@@ -34,6 +34,60 @@ pub struct InitArgs {
     /// Hex characters of the hashkey used as the loose sub-folder name (0 = no sub-folders).
     #[arg(long, default_value_t = 2, value_name = "N")]
     loose_prefix_len: usize,
+
+    #[command(flatten)]
+    packs: PacksArgs,
+}
+
+/// Where the packs go (shared by `init` and `clone`).
+#[derive(Debug, Args)]
+pub struct PacksArgs {
+    /// Keep sealed packs in remote storage: s3://bucket/prefix, gs://bucket/prefix,
+    /// azblob://container/prefix, fs:///folder or memory://. Credentials come from the
+    /// service's environment variables (AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS,
+    /// AZURE_STORAGE_ACCOUNT_KEY, ...). Recorded in rsdos-packs.json.
+    #[arg(long, value_name = "URL")]
+    pub packs: Option<String>,
+
+    /// A service option of the remote pack storage (repeatable), e.g. `--packs-option
+    /// allow_anonymous=true`; secret options are not written to disk without
+    /// --store-credentials.
+    #[arg(long = "packs-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub packs_options: Vec<(String, String)>,
+
+    /// The remote's endpoint (S3-compatible servers, Azurite, ...): `--packs-option endpoint=...`.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// The remote's region: `--packs-option region=...`.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Also write secret options (keys, tokens) into rsdos-packs.json (readable by its owner
+    /// only); by default they are never written.
+    #[arg(long)]
+    pub store_credentials: bool,
+}
+
+impl PacksArgs {
+    /// The service options, the dedicated flags included.
+    pub fn options(&self) -> Vec<(String, String)> {
+        let mut all = self.packs_options.clone();
+        if let Some(e) = &self.endpoint {
+            all.push(("endpoint".into(), e.clone()));
+        }
+        if let Some(r) = &self.region {
+            all.push(("region".into(), r.clone()));
+        }
+        all
+    }
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
 }
 
 /// The hash types, as clap values (so `--help` lists them and typos are usage errors).
@@ -93,16 +147,39 @@ pub fn run(global: &Global, args: InitArgs) -> Result<()> {
         .with_compression_algorithm(args.compression)
         .with_pack_size_target(args.pack_size_target)
         .with_loose_prefix_len(args.loose_prefix_len);
+    let options = match &args.packs.packs {
+        Some(url) => {
+            let mut options = options
+                .with_packs_url(url)
+                .with_store_credentials(args.packs.store_credentials);
+            for (k, v) in args.packs.options() {
+                options = options.with_packs_option(&k, &v);
+            }
+            options
+        }
+        None => {
+            if !args.packs.options().is_empty() || args.packs.store_credentials {
+                anyhow::bail!(
+                    "--packs-option, --endpoint, --region and --store-credentials need --packs URL"
+                );
+            }
+            options
+        }
+    };
     create(global, options)
 }
 
 fn create(global: &Global, options: InitOptions) -> Result<()> {
     let compression = options.compression_algorithm;
+    let packs = options.packs.as_ref().map(|p| p.display_url());
     Container::init(&global.path, &options)?;
     if !global.quiet {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "Created container: {}", global.path.display())?;
+        if let Some(url) = packs {
+            writeln!(out, "Packs stored in: {url}")?;
+        }
         out.flush()?;
     }
     if compression.is_rsdos_only() {

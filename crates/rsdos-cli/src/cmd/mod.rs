@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod optimize;
 pub mod pack;
 pub mod rebuild_index;
+pub mod remote;
 pub mod repack;
 pub mod rm;
 pub mod status;

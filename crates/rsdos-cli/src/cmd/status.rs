@@ -71,6 +71,9 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<()> {
         }
     };
 
+    // Where the packs are; local only (no remote request), so status works offline.
+    let remote = container.remote_status().with_context(context)?;
+
     let mut out = output::stdout();
     if args.json {
         let size_json = sizes
@@ -93,6 +96,15 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<()> {
             None => json.raw("packer", "null"),
             Some(p) => json.object("packer", packer_json(p)),
         };
+        let json = match &remote {
+            None => json.object(
+                "packs",
+                JsonObject::new()
+                    .string("location", "local")
+                    .raw("url", "null"),
+            ),
+            Some(r) => json.object("packs", remote_json(r)),
+        };
         writeln!(out, "{}", json.to_pretty())?;
     } else {
         writeln!(out, "Container:    {path}")?;
@@ -113,6 +125,23 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<()> {
             )?;
         }
         writeln!(out, "Packer:       {}", packer_line(packer.as_ref()))?;
+        match &remote {
+            None => writeln!(out, "Packs:        local (packs/)")?,
+            Some(r) => {
+                writeln!(out, "Packs:        {}", r.url)?;
+                writeln!(
+                    out,
+                    "  waiting for upload: {} pack(s){}",
+                    r.pending_upload.len(),
+                    if r.pending_upload.is_empty() {
+                        String::new()
+                    } else {
+                        " (run `rsdos upload`)".into()
+                    }
+                )?;
+                writeln!(out, "  staged locally:     {} pack(s)", r.staged.len())?;
+            }
+        }
     }
     out.flush()?;
     Ok(())
@@ -173,6 +202,25 @@ fn packer_json(p: &rsdos::PackerStatus) -> JsonObject {
         .number("bytes_packed", p.bytes_packed)
         .number("loose_waiting", p.loose_waiting);
     match &p.last_error {
+        Some(e) => obj.string("last_error", e),
+        None => obj.raw("last_error", "null"),
+    }
+}
+
+fn remote_json(r: &rsdos::RemoteStatus) -> JsonObject {
+    let ids = |v: &[u64]| {
+        format!(
+            "[{}]",
+            v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let obj = JsonObject::new()
+        .string("location", "remote")
+        .string("url", &r.url)
+        .number("pending_upload", r.pending_upload.len() as u64)
+        .raw("pending_upload_ids", &ids(&r.pending_upload))
+        .raw("staged_ids", &ids(&r.staged));
+    match &r.last_error {
         Some(e) => obj.string("last_error", e),
         None => obj.raw("last_error", "null"),
     }
