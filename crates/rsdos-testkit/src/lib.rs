@@ -20,6 +20,7 @@
 
 pub mod data;
 pub mod index_suite;
+pub mod many_packs;
 pub mod pack_store_suite;
 
 /// Expands into one `#[test]` per behaviour of [`index_suite`](mod@index_suite), each calling `$make()` to get

@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 
-use rsdos_core::{CompressMode, Error, PackAppender, PackId, PackedEntry, PackedLocation, Result};
+use rsdos_core::{
+    CompressMode, Error, ErrorKind, PackAppender, PackId, PackedEntry, PackedLocation, Result,
+};
 
 use crate::codec::{BufCompressor, StreamEncoder, auto_should_compress};
 use crate::container::Container;
@@ -319,7 +321,7 @@ impl<'c> PackWriter<'c> {
             // can never read another pack's bytes under the same id.
             let highest = packs.list()?.last().copied();
             let mut id = self.next_pack_hint;
-            loop {
+            let appender = loop {
                 let usable = match packs.len(id)? {
                     None => highest.is_none_or(|h| id > h),
                     Some(len) => {
@@ -327,11 +329,16 @@ impl<'c> PackWriter<'c> {
                     }
                 };
                 if usable {
-                    break;
+                    match packs.open_append(id) {
+                        Ok(appender) => break appender,
+                        // A deleted pack whose bytes object storage still keeps (the highest
+                        // id was removed): retired as well.
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 id += 1;
-            }
-            let appender = packs.open_append(id)?;
+            };
             self.committed_len = appender.position();
             self.next_pack_hint = id;
             self.container.set_pack_id_hint(id);
