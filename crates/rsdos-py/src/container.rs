@@ -199,7 +199,10 @@ impl PyContainer {
             .is_some_and(|o| o.pid == std::process::id()))
     }
 
-    /// Creates the container in the (empty or missing) folder and opens it.
+    /// Creates the container in the (empty or missing) folder and opens it; with `packs_url`
+    /// its sealed packs go to remote storage (see `crate::remote`).
+    #[pyo3(signature = (pack_size_target, loose_prefix_len, hash_type, compression_algorithm, packs_url=None, packs_options=None, store_credentials=false))]
+    #[allow(clippy::too_many_arguments)]
     fn init(
         &self,
         py: Python<'_>,
@@ -207,6 +210,9 @@ impl PyContainer {
         loose_prefix_len: usize,
         hash_type: &str,
         compression_algorithm: &str,
+        packs_url: Option<String>,
+        packs_options: Option<std::collections::BTreeMap<String, String>>,
+        store_credentials: bool,
     ) -> PyResult<()> {
         let hash_type: HashType = hash_type
             .parse()
@@ -219,6 +225,12 @@ impl PyContainer {
             .with_loose_prefix_len(loose_prefix_len)
             .with_hash_type(hash_type)
             .with_compression_algorithm(algorithm);
+        let options = crate::remote::with_packs(
+            options,
+            packs_url.as_deref(),
+            packs_options,
+            store_credentials,
+        )?;
         self.close(py)?;
         let folder = self.folder.clone();
         let container = py

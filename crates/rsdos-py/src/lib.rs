@@ -8,6 +8,7 @@ mod container;
 mod errors;
 mod iters;
 mod pyio;
+mod remote;
 mod stream;
 mod types;
 
@@ -22,6 +23,9 @@ fn _rsdos(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::ObjectStream>()?;
     m.add_class::<iters::ManyIter>()?;
     m.add_class::<iters::HashkeyIter>()?;
+    m.add_function(wrap_pyfunction!(remote::clone_from, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::remote_status, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::upload_pending, m)?)?;
     m.add("RSDOS_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

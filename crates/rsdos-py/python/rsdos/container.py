@@ -118,6 +118,10 @@ class Container:
         loose_prefix_len: int = 2,
         hash_type: str = 'sha256',
         compression_algorithm: str = 'zlib+1',
+        *,
+        packs_url: Optional[str] = None,
+        packs_options: Optional[dict] = None,
+        store_credentials: bool = False,
     ) -> None:
         """Create the container in its folder.
 
@@ -127,6 +131,14 @@ class Container:
         :param hash_type: ``sha256`` or ``sha1``.
         :param compression_algorithm: ``zlib+1`` .. ``zlib+9`` (rsdos: also ``zstd+1`` ..
             ``zstd+22``, which disk-objectstore cannot read).
+        :param packs_url: rsdos: keep sealed packs in remote storage (``s3://bucket/prefix``,
+            ``gs://``, ``azblob://``, ``fs:///folder``, ``memory://``); recorded in
+            ``rsdos-packs.json``. Loose objects, the pack being written and the index stay in
+            the folder.
+        :param packs_options: rsdos: service options of the remote (``endpoint``, ``region``,
+            credentials...). Secret ones are not written to disk unless ``store_credentials``;
+            later opens then take credentials from the service's environment variables.
+        :param store_credentials: rsdos: also write secret options into ``rsdos-packs.json``.
         :raises FileExistsError: if the container exists (without ``clear``) or the folder is
             not empty.
         :raises ValueError: for an invalid parameter.
@@ -150,7 +162,47 @@ class Container:
         os.makedirs(self._folder, exist_ok=True)
         if os.listdir(self._folder):
             raise FileExistsError('There is already some file or folder in the Container folder, I cannot initialise it!')
-        self._rs.init(pack_size_target, loose_prefix_len, hash_type, compression_algorithm)
+        self._rs.init(
+            pack_size_target,
+            loose_prefix_len,
+            hash_type,
+            compression_algorithm,
+            packs_url=packs_url,
+            packs_options=packs_options,
+            store_credentials=store_credentials,
+        )
+
+    # ---- packs in remote storage (rsdos) ---------------------------------------------------
+
+    @classmethod
+    def clone_from(
+        cls,
+        url: str,
+        folder: str | Path,
+        *,
+        packs_options: Optional[dict] = None,
+        store_credentials: bool = False,
+    ) -> Container:
+        """rsdos: make a container in ``folder`` (absent or empty) from the remote pack
+        storage at ``url`` alone: its ``config.json``, the index snapshot uploaded after each
+        seal and the sidecars of packs sealed later. The clone's packs stay remote. What was
+        done is in the returned container's ``clone_report`` (a dict)."""
+        report = _rsdos.clone_from(
+            url, str(Path(folder).resolve()), packs_options, store_credentials
+        )
+        container = cls(folder)
+        container.clone_report = report
+        return container
+
+    def remote_status(self) -> Optional[dict]:
+        """rsdos: where the packs are (``url``, without credentials) and what waits for
+        upload (``pending_upload``, ``staged``, ``last_error``); ``None`` if packs are local."""
+        return _rsdos.remote_status(self._rs)
+
+    def upload_pending(self) -> dict:
+        """rsdos: upload the packs whose upload failed, then snapshot the index to the
+        remote (packing and repacking also retry)."""
+        return _rsdos.upload_pending(self._rs)
 
     def _get_repository_config(self) -> dict:
         if self._config is None:
