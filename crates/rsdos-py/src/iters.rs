@@ -7,7 +7,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::PyTuple;
-use rsdos::{ManyReader, ObjectMeta};
+use rsdos::{ManyItem, ManyReader, ObjectMeta};
 
 use crate::errors::to_pyerr;
 use crate::stream::ObjectStream;
@@ -15,6 +15,16 @@ use crate::types::object_meta;
 
 /// Hashkeys fetched from the index per batch by [`HashkeyIter`].
 const KEY_BATCH: usize = 2048;
+/// Objects [`ManyIter`] takes from the reader per release of the GIL: one release per object
+/// costs about as much as reading a small packed object.
+const ITEM_BATCH: usize = 256;
+/// Bytes of object content a batch of [`ManyIter`] holds at most (beyond one object).
+const ITEM_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Items of a batch that hold an open file (loose objects, large streamed ones) at most, so a
+/// batch never needs more than a few file descriptors.
+const ITEM_BATCH_OPEN_FILES: usize = 16;
+/// Objects above this size are streamed (their reader holds a pack handle).
+const STREAMED_MIN: u64 = 1024 * 1024;
 
 fn poisoned<T>(_: T) -> PyErr {
     PyRuntimeError::new_err("a previous operation on this iterator panicked")
@@ -22,6 +32,10 @@ fn poisoned<T>(_: T) -> PyErr {
 
 struct ManyState {
     reader: Option<ManyReader>,
+    /// Items taken from the reader and not yet yielded, in order.
+    queue: VecDeque<ManyItem>,
+    /// An error the reader gave after the queued items: raised once they are yielded.
+    error: Option<rsdos::Error>,
     /// Requested keys that cannot exist (not a hashkey of the container's type), yielded as
     /// missing at the end unless missing objects are skipped.
     invalid: VecDeque<String>,
@@ -44,6 +58,8 @@ impl ManyIter {
         ManyIter {
             state: Mutex::new(ManyState {
                 reader: Some(reader),
+                queue: VecDeque::new(),
+                error: None,
                 invalid: invalid.into(),
                 skip_if_missing,
                 previous: None,
@@ -64,9 +80,24 @@ impl ManyIter {
         if let Some(prev) = st.previous.take() {
             prev.get().close(py)?;
         }
-        let next = match st.reader.as_mut() {
-            Some(reader) => py.detach(|| reader.next()),
-            None => None,
+        if st.queue.is_empty()
+            && st.error.is_none()
+            && let Some(reader) = st.reader.as_mut()
+        {
+            let queue = &mut st.queue;
+            let outcome = py.detach(|| fill_batch(reader, queue));
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => st.reader = None,
+                Err(e) => {
+                    st.reader = None;
+                    st.error = Some(e);
+                }
+            }
+        }
+        let next = match st.queue.pop_front() {
+            Some(item) => Some(Ok(item)),
+            None => st.error.take().map(Err),
         };
         match next {
             Some(Ok(item)) => {
@@ -113,9 +144,36 @@ impl ManyIter {
             prev.get().close(py)?;
         }
         guard.reader = None;
+        guard.queue.clear();
+        guard.error = None;
         guard.invalid.clear();
         Ok(())
     }
+}
+
+/// Moves the next items of `reader` into `queue`, up to one batch; false once the reader is
+/// exhausted.
+fn fill_batch(reader: &mut ManyReader, queue: &mut VecDeque<ManyItem>) -> rsdos::Result<bool> {
+    let mut bytes = 0u64;
+    let mut open_files = 0usize;
+    while queue.len() < ITEM_BATCH && bytes < ITEM_BATCH_BYTES {
+        let Some(item) = reader.next() else {
+            return Ok(false);
+        };
+        let item = item?;
+        let size = item.meta.size.unwrap_or(0);
+        bytes = bytes.saturating_add(size);
+        let holds_file = item.reader.is_some()
+            && (item.meta.object_type == rsdos::ObjectType::Loose || size > STREAMED_MIN);
+        queue.push_back(item);
+        if holds_file {
+            open_files += 1;
+            if open_files >= ITEM_BATCH_OPEN_FILES {
+                break;
+            }
+        }
+    }
+    Ok(true)
 }
 
 type KeyIterator = Box<dyn Iterator<Item = rsdos::Result<String>> + Send>;

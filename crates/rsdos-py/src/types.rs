@@ -3,7 +3,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyString, PyTuple};
 use rsdos::{ObjectMeta, ObjectType};
 
 /// `rsdos.dataclasses.ObjectMeta(type, size, pack_id, pack_compressed, pack_offset,
@@ -60,8 +60,37 @@ pub(crate) fn object_meta<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<B
             ],
         )?,
     };
-    class.bind(py).call1(args)
+    // The dataclass is frozen, so its generated `__init__` sets each field through
+    // `object.__setattr__` (~1.3 µs per object, a quarter of a bulk read's time per object).
+    // Filling the instance dictionary directly gives the same object: no field has a default
+    // factory or a `__post_init__`.
+    static OBJECT_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let object_new = OBJECT_NEW.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            py.import("builtins")?
+                .getattr("object")?
+                .getattr("__new__")?
+                .unbind(),
+        )
+    })?;
+    let instance = object_new.bind(py).call1((class.bind(py),))?;
+    let dict = instance.getattr(pyo3::intern!(py, "__dict__"))?;
+    let dict = dict.cast::<PyDict>()?;
+    for (name, value) in META_FIELDS.iter().zip(args.iter()) {
+        dict.set_item(PyString::intern(py, name), value)?;
+    }
+    Ok(instance)
 }
+
+/// The fields of `ObjectMeta`, in the order of its constructor.
+const META_FIELDS: [&str; 6] = [
+    "type",
+    "size",
+    "pack_id",
+    "pack_compressed",
+    "pack_offset",
+    "pack_length",
+];
 
 /// `obj` as `bytes`: itself if it is `bytes`, else a copy of any bytes-like object
 /// (`bytearray`, `memoryview`, arrays); `TypeError` for anything else (`str`, `int`, ...).

@@ -309,6 +309,26 @@ def test_get_objects_meta(container):
     assert result['xyz'] == ObjectMeta(ObjectType.MISSING, None, None, None, None, None)
 
 
+def test_object_meta_is_a_complete_frozen_dataclass(container):
+    """The module fills ObjectMeta without calling its constructor: it must still compare,
+    hash, print and refuse changes exactly as one made by the constructor."""
+    import dataclasses
+
+    [key] = container.add_objects_to_pack([b'packed content'])
+    meta = container.get_object_meta(key)
+    with container.get_objects_stream_and_meta([key]) as triplets:
+        [(_, _, streamed_meta)] = list(triplets)
+    made = ObjectMeta(ObjectType.PACKED, 14, meta.pack_id, False, meta.pack_offset, 14)
+    for m in (meta, streamed_meta):
+        assert m == made
+        assert hash(m) == hash(made)
+        assert repr(m) == repr(made)
+        assert dataclasses.asdict(m) == dataclasses.asdict(made)
+        assert m['pack_length'] == 14
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            m.size = 1
+
+
 def test_has_objects(container):
     loose = container.add_object(b'1')
     packed = container.add_objects_to_pack([b'2'])[0]
