@@ -38,7 +38,7 @@ use std::time::Duration;
 use rsdos::{
     CompressMode, Container, InitOptions, NoProgress, PackOptions, RepackOptions, ValidateOptions,
 };
-use rsdos_core::PackStore;
+use rsdos_core::{PackStore, RemoteMirror};
 use rsdos_index_sqlite::SqliteIndex;
 use rsdos_pack_opendal::OpendalPackStore;
 use rsdos_testkit::data::{Rng, random_bytes};
@@ -384,17 +384,16 @@ impl Fixture {
             .map(|l| l.pack_id)
     }
 
-    /// Uploads a pack whose upload failed. The container has no call for it yet (automatic
-    /// upload retries are coming), so this is what the user can do today: seal the pack again
-    /// under the maintenance lock, which uploads the staged pack.
+    /// Uploads a pack whose upload failed, as the user (or the next pack or repack) does.
     fn retry_upload(&self, pack_id: u64) {
-        let _lock = self
+        let report = self
             .c
-            .lock_maintenance(Some(Duration::from_secs(10)))
-            .expect("maintenance lock");
-        self.c
-            .seal_pack(pack_id)
-            .unwrap_or_else(|e| panic!("upload of pack {pack_id} again: {}", chain(&e)));
+            .upload_pending()
+            .unwrap_or_else(|e| panic!("upload_pending: {}", chain(&e)));
+        assert!(
+            report.uploaded.contains(&pack_id) && report.failed.is_empty(),
+            "upload_pending did not upload pack {pack_id}: {report:?}"
+        );
         assert!(
             !self.store.staged().expect("staged").contains(&pack_id),
             "pack {pack_id} is still staged after its upload"
@@ -481,7 +480,11 @@ fn open_container(
     let index = Arc::new(SqliteIndex::open(&root.join("packs.idx")).expect("index"));
     let store = Arc::new(server.open_store(prefix, &root.join("packs"), options, None));
     let packs: Arc<dyn PackStore> = Arc::clone(&store) as Arc<dyn PackStore>;
-    let c = Container::open_with_storage(root, index, packs).expect("open container");
+    let mirror: Arc<dyn RemoteMirror> = Arc::clone(&store) as Arc<dyn RemoteMirror>;
+    // As `Container::open` opens a container initialised with `--packs URL`: failed uploads
+    // wait in the staging folder and are retried.
+    let c =
+        Container::open_with_remote_storage(root, index, packs, mirror).expect("open container");
     (c, store)
 }
 
@@ -499,22 +502,32 @@ fn stop_during_upload(service: Service) {
     // the server stops when a quarter of it has gone.
     f.add_loose(30, OBJECT);
     f.server.stop_after(Direction::Upstream, 256 * 1024);
-    let err = without_hang("pack_loose on a server that stops", {
+    let result = without_hang("pack_loose on a server that stops", {
         let c = f.c.clone();
         move || pack(&c)
-    })
-    .expect_err("packing must fail when the server stops during the upload");
+    });
     f.server.assert_fired("the upload of pack 1");
-    let msg = chain(&err);
+    // A failed upload does not fail the write (the pack waits for upload); the writer's next
+    // remote request (listing the packs for the next one) may, naming the remote.
+    if let Err(e) = &result {
+        f.server.assert_names_remote(&f.prefix, &chain(e));
+    }
+    let status =
+        f.c.remote_status()
+            .expect("remote status")
+            .expect("a remote container");
+    let msg = status.last_error.clone().unwrap_or_else(|| {
+        panic!("the failed upload is not recorded ({status:?}; pack_loose: {result:?})")
+    });
     assert!(
         msg.contains(&f.key_url("1")),
-        "the error does not name the pack being uploaded ({}): {msg}",
+        "the recorded error does not name the pack being uploaded ({}): {msg}",
         f.key_url("1")
     );
     f.server.assert_names_remote(&f.prefix, &msg);
     assert!(
-        f.store.staged().expect("staged").contains(&1),
-        "the staged pack must stay while it is not uploaded"
+        status.staged.contains(&1) && status.pending_upload.contains(&1),
+        "the staged pack must stay, waiting for upload: {status:?}"
     );
 
     // Meanwhile every object that is local (staged pack 1, loose) reads back; those of the
@@ -546,6 +559,8 @@ fn stop_during_upload(service: Service) {
     f.server.restart();
     f.retry_upload(1);
     f.pack().expect("pack after the restart");
+    let status = f.c.remote_status().expect("status").expect("remote");
+    assert!(status.pending_upload.is_empty(), "{status:?}");
     let uploaded = f.store.uploaded().expect("uploaded");
     assert!(
         uploaded.contains(&0) && uploaded.contains(&1),
@@ -647,8 +662,9 @@ fn stop_during_reads(service: Service) {
     f.server.assert_names_remote(&f.prefix, &msg);
     f.server.restart();
 
-    // A server that hangs: the store's timeouts end the read.
-    let (hurried, _) = f.reopen("retries=1&timeout_secs=2&io_timeout_secs=2");
+    // A server that hangs: the store's timeouts end the read (no retry here: each try of a
+    // hanging server costs a whole timeout).
+    let (hurried, _) = f.reopen("retries=0&timeout_secs=2&io_timeout_secs=2");
     f.server.hang();
     let result = without_hang("a read from a hanging server", {
         let k = small.clone();
@@ -656,7 +672,12 @@ fn stop_during_reads(service: Service) {
     });
     f.server.unhang();
     let err = result.expect_err("a read from a hanging server must fail");
-    f.server.assert_names_remote(&f.prefix, &chain(&err));
+    let msg = chain(&err);
+    f.server.assert_names_remote(&f.prefix, &msg);
+    assert!(
+        msg.to_lowercase().contains("timeout") || msg.contains("timed out"),
+        "the error does not say that the server did not answer in time: {msg}"
+    );
 
     // Back up: everything reads back, the large object also as a stream.
     let mut reader = f.c.open_object(&big).expect("open the big object");
@@ -707,7 +728,15 @@ fn stop_during_repack(service: Service) {
     f.server.assert_fired("the upload of the repacked pack");
     let msg = chain(&err);
     f.server.assert_names_remote(&f.prefix, &msg);
-    assert!(msg.contains(&f.key_url("4")), "{msg}");
+    // The failed upload itself is recorded (the repack went on and failed deleting pack 0).
+    let status = f.c.remote_status().expect("status").expect("remote");
+    let recorded = status.last_error.clone().unwrap_or_default();
+    assert!(
+        msg.contains(&f.key_url("4")) || recorded.contains(&f.key_url("4")),
+        "neither the error ({msg}) nor the recorded one ({recorded}) names {}",
+        f.key_url("4")
+    );
+    assert!(status.pending_upload.contains(&4), "{status:?}");
 
     // Meanwhile the objects of pack 0 read from the new, staged pack.
     for k in f.expected.keys() {
@@ -726,8 +755,8 @@ fn stop_during_repack(service: Service) {
         assert!(!f.c.has(k).expect("has"), "{k} was deleted");
     }
 
-    // A second repack finishes the job and leaves no pack in the remote without rows (the
-    // old pack 0, which the first one could not delete, goes).
+    // A second repack finishes the job: it uploads pack 4 first, and leaves no pack in the
+    // remote without rows (the old pack 0, which the first one could not delete, goes).
     let report =
         f.c.repack(&RepackOptions::default(), &NoProgress)
             .unwrap_or_else(|e| panic!("repack after the restart: {}", chain(&e)));
@@ -741,10 +770,9 @@ fn stop_during_repack(service: Service) {
         !uploaded.contains(&0) && !uploaded.contains(&1),
         "{uploaded:?}"
     );
-    // Pack 4, whose upload failed, is still staged: upload it.
-    if f.store.staged().expect("staged").contains(&4) {
-        f.retry_upload(4);
-    }
+    assert!(uploaded.contains(&4), "{uploaded:?}");
+    let status = f.c.remote_status().expect("status").expect("remote");
+    assert!(status.pending_upload.is_empty(), "{status:?}");
     f.assert_all_readable();
     f.assert_valid();
     f.assert_no_orphans();
@@ -787,9 +815,17 @@ fn unreachable_from_the_start(service: Service) {
         .expect("init"),
     );
     let index = Arc::new(SqliteIndex::open(&root.join("packs.idx")).expect("index"));
-    let store = OpendalPackStore::open_with(&url, &root.join("packs"), creds.iter().copied())
-        .expect("opening makes no request");
-    let c = Container::open_with_storage(&root, index, Arc::new(store)).expect("open");
+    let store = Arc::new(
+        OpendalPackStore::open_with(&url, &root.join("packs"), creds.iter().copied())
+            .expect("opening makes no request"),
+    );
+    let c = Container::open_with_remote_storage(
+        &root,
+        index,
+        Arc::clone(&store) as Arc<dyn PackStore>,
+        store as Arc<dyn RemoteMirror>,
+    )
+    .expect("open");
     let mut rng = Rng::new(7);
     let data: Vec<Vec<u8>> = (0..40).map(|_| random_bytes(&mut rng, OBJECT)).collect();
     let keys: Vec<String> = data
