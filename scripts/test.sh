@@ -19,6 +19,7 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p rsdos-pack-opendal --all-targets --features remote-tests -- -D warnings
+cargo clippy -p rsdos-cli --all-targets --features remote-tests -- -D warnings
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -30,8 +31,9 @@ step "object-storage test servers on 127.0.0.1 (moto S3, Azurite, fake-gcs-serve
 scripts/test-servers.sh start
 trap 'scripts/test-servers.sh stop' EXIT
 
-step "cargo test: pack stores and containers on S3, Azure Blob and GCS"
+step "cargo test: pack stores and containers on S3, Azure Blob and GCS; the CLI on S3"
 cargo test -p rsdos-pack-opendal --features remote-tests
+cargo test -p rsdos-cli --features remote-tests --test remote_s3
 
 step "Python module: pytest, interop, and aiida-core on the disk_objectstore compatibility package"
 if ! command -v rsync >/dev/null; then
