@@ -46,6 +46,7 @@ mod read_many;
 mod reader;
 mod remote;
 mod sidecar;
+mod write_batch;
 
 pub use auto_pack::{
     AUTO_PACK_STATUS_FILE, AutoPackOptions, AutoPackRunner, AutoPackStats, AutoPacker, PackTrigger,
@@ -75,3 +76,7 @@ pub use rsdos_core::{
     ObjectMeta, ObjectType, PackedLocation, RemoteMirror, Result, TotalSize, UtcTime,
 };
 pub use sidecar::{PackToc, RebuildReport, TocEntry};
+pub use write_batch::{
+    DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_OBJECTS, WriteBatch, WriteBatchOptions,
+    WriteBatchReport,
+};

@@ -82,12 +82,7 @@ impl LooseStore {
     /// synced) the sandbox file is dropped without an fsync. Otherwise: fsync of the file, rename into place, fsync of the
     /// shard folder that received it (and of `loose/` when the shard folder is new).
     pub(crate) fn write(&self, reader: &mut dyn Read, index: &dyn ObjectIndex) -> Result<String> {
-        let tmp = self.sandbox.join(uuid::Uuid::new_v4().simple().to_string());
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io("create sandbox file", &tmp, e))?;
+        let (mut file, tmp) = self.create_sandbox_file()?;
         let result = self.write_into(&mut file, &tmp, reader, index);
         drop(file);
         match result {
@@ -103,14 +98,49 @@ impl LooseStore {
         }
     }
 
-    /// Returns the key and whether the sandbox file was moved into place.
-    fn write_into(
+    /// The folder of loose objects (`loose/`).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The hash type of the container.
+    pub(crate) fn hash_type(&self) -> HashType {
+        self.hash_type
+    }
+
+    /// Creates a new, empty file in `sandbox/` under a fresh uuid4-hex name.
+    pub(crate) fn create_sandbox_file(&self) -> Result<(File, PathBuf)> {
+        let tmp = self.sandbox.join(uuid::Uuid::new_v4().simple().to_string());
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create sandbox file", &tmp, e))?;
+        Ok((file, tmp))
+    }
+
+    /// Streams `reader` into a new sandbox file while hashing it, without an fsync; returns the
+    /// file's path, the hashkey and the length. The file is removed again on error.
+    pub(crate) fn write_sandbox(&self, reader: &mut dyn Read) -> Result<(PathBuf, String, u64)> {
+        let (mut file, tmp) = self.create_sandbox_file()?;
+        let result = self.stream_into(&mut file, &tmp, reader);
+        drop(file);
+        match result {
+            Ok((key, len)) => Ok((tmp, key, len)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies `reader` into `file` while hashing; returns the hashkey and the length.
+    fn stream_into(
         &self,
         file: &mut File,
         tmp: &Path,
         reader: &mut dyn Read,
-        index: &dyn ObjectIndex,
-    ) -> Result<(String, bool)> {
+    ) -> Result<(String, u64)> {
         let mut hasher = self.hash_type.hasher();
         let mut len = 0u64;
         COPY_BUF.with(|buf| -> Result<()> {
@@ -132,7 +162,18 @@ impl LooseStore {
             }
             Ok(())
         })?;
-        let key = hasher.finish_hex();
+        Ok((hasher.finish_hex(), len))
+    }
+
+    /// Returns the key and whether the sandbox file was moved into place.
+    fn write_into(
+        &self,
+        file: &mut File,
+        tmp: &Path,
+        reader: &mut dyn Read,
+        index: &dyn ObjectIndex,
+    ) -> Result<(String, bool)> {
+        let (key, len) = self.stream_into(file, tmp, reader)?;
         if index.get(&key)?.is_some() {
             // Packed: the index commit made it durable.
             return Ok((key, false));
