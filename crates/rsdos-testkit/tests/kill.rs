@@ -1,5 +1,5 @@
 //! Crash tests with real processes: the `rsdos-crash-worker` binary runs one container
-//! operation (add loose objects, add straight to packs, pack, pack with incremental clean,
+//! operation (add loose objects one by one or in write batches, add straight to packs, pack, pack with incremental clean,
 //! clean, repack in every compression mode, delete, validate) and is killed with SIGKILL at a
 //! random instant. After every kill the test opens the container itself and checks the crash
 //! rules of the design (ARCHITECTURE.md, "Concurrency and crash rules"):
@@ -83,6 +83,7 @@ fn content(seed: u64, i: u64) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Op {
     AddLoose,
+    AddBatch,
     AddPack,
     Pack,
     PackAuto,
@@ -100,8 +101,9 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 15] = [
+    const ALL: [Op; 16] = [
         Op::AddLoose,
+        Op::AddBatch,
         Op::AddPack,
         Op::Pack,
         Op::PackAuto,
@@ -126,6 +128,13 @@ impl Op {
                     1
                 } else {
                     6
+                }
+            }
+            Op::AddBatch => {
+                if full {
+                    1
+                } else {
+                    4
                 }
             }
             Op::AddPack => {
@@ -157,6 +166,7 @@ impl Op {
     fn fixed_args(self) -> &'static [&'static str] {
         match self {
             Op::AddLoose => &["add-loose"],
+            Op::AddBatch => &["add-batch"],
             Op::AddPack => &["add-pack"],
             Op::Pack => &["pack"],
             Op::PackAuto => &["pack", "auto"],
@@ -296,7 +306,7 @@ impl Harness {
         let mut series = None;
         let mut doomed = Vec::new();
         match op {
-            Op::AddLoose | Op::AddPack => {
+            Op::AddLoose | Op::AddBatch | Op::AddPack => {
                 let seed = self.model.next_seed;
                 self.model.next_seed += 1;
                 let count = 10 + self.rng.below(31);

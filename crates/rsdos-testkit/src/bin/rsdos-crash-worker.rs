@@ -10,6 +10,9 @@
 //! add-loose SEED START COUNT [--pause-ms N] [--stop-file PATH]
 //!                             add_object of content(SEED, i) for i in START..START+COUNT;
 //!                             prints `ok <i> <hashkey>` after each return
+//! add-batch SEED START COUNT  write_batch (flushing by itself every 5 objects) of 12 objects
+//!                             at a time, alternately add_object and add_stream; prints the
+//!                             batch's `ok <i> <hashkey>` lines after each commit returns
 //! add-pack SEED START COUNT   add_many_to_pack in batches of 20; prints the batch's
 //!                             `ok <i> <hashkey>` lines after each call returns
 //! pack [no|yes|auto]          pack_loose (`compress` means yes); prints `packed <n>`
@@ -37,7 +40,7 @@ use std::time::Duration;
 
 use rsdos::{
     CleanOptions, CompressMode, Container, InitOptions, NoProgress, PackOptions, PackWriteOptions,
-    RepackOptions, ValidateOptions,
+    RepackOptions, ValidateOptions, WriteBatchOptions,
 };
 use rsdos_testkit::data::{Rng, random_bytes, text_bytes};
 
@@ -163,6 +166,33 @@ fn run(args: &[String]) -> Result<(), Fail> {
                 if let Some(p) = pause {
                     std::thread::sleep(p);
                 }
+            }
+        }
+        "add-batch" => {
+            let (seed, start, count) = (
+                num(rest, 0, "SEED")?,
+                num(rest, 1, "START")?,
+                num(rest, 2, "COUNT")?,
+            );
+            let end = start + count;
+            let mut first = start;
+            while first < end {
+                let last = (first + 12).min(end);
+                let mut batch =
+                    container.write_batch_with(WriteBatchOptions::default().with_max_objects(5));
+                let mut lines = Vec::new();
+                for i in first..last {
+                    let data = content(seed, i);
+                    let key = if i % 2 == 0 {
+                        batch.add_object(&data)?
+                    } else {
+                        batch.add_stream(&mut data.as_slice())?
+                    };
+                    lines.push(format!("ok {i} {key}"));
+                }
+                batch.commit()?;
+                say(&lines.join("\n"))?;
+                first = last;
             }
         }
         "add-pack" => {
