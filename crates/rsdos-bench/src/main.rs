@@ -12,6 +12,8 @@ use rsdos::{
 };
 use rsdos_testkit::data::{Rng, random_bytes, text_bytes};
 
+mod remote;
+
 fn objects(n: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = Rng::new(seed);
     (0..n)
@@ -175,6 +177,10 @@ fn main() -> Result<()> {
         Some("phases") => {
             args.next();
             return phases(args);
+        }
+        Some("remote") => {
+            args.next();
+            return remote::run(args);
         }
         _ => {}
     }
