@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rsdos_core::{Error, HashType, ObjectIndex, Result, durable};
 
-use crate::hashing::read_up_to;
+use crate::hashing::{StreamHasher, read_up_to};
 
 thread_local! {
     /// Copy buffer of loose writes, reused so that a write allocates nothing per object.
@@ -141,7 +141,8 @@ impl LooseStore {
         tmp: &Path,
         reader: &mut dyn Read,
     ) -> Result<(String, u64)> {
-        let mut hasher = self.hash_type.hasher();
+        // Large objects are hashed on a helper thread while this one reads and writes.
+        let mut hasher = StreamHasher::new(self.hash_type);
         let mut len = 0u64;
         COPY_BUF.with(|buf| -> Result<()> {
             let mut buf = buf.borrow_mut();
@@ -162,7 +163,7 @@ impl LooseStore {
             }
             Ok(())
         })?;
-        Ok((hasher.finish_hex(), len))
+        Ok((hasher.finish()?, len))
     }
 
     /// Returns the key and whether the sandbox file was moved into place.

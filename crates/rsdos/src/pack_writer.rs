@@ -332,7 +332,7 @@ impl<'c> PackWriter<'c> {
             });
         }
         let length = appender.position() - offset;
-        let (hashkey, size) = input.finish();
+        let (hashkey, size) = input.finish()?;
         let duplicate =
             !self.seen.insert(hashkey.clone()) || self.container.index().get(&hashkey)?.is_some();
         if duplicate {

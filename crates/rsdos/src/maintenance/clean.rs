@@ -192,7 +192,7 @@ impl Container {
             let mut f = std::fs::File::open(p).map_err(|e| Error::io("open", p, e))?;
             let mut h = crate::hashing::HashingReader::new(&mut f, hash_type);
             std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| Error::io("read", p, e))?;
-            Ok(h.finish().0)
+            Ok(h.finish()?.0)
         };
         for (key, mut copies) in groups {
             copies.sort();

@@ -217,7 +217,7 @@ impl Container {
                     });
                 }
                 encoder.finish().map_err(append_error)?;
-                let (key, size) = hashing.finish();
+                let (key, size) = hashing.finish()?;
                 if size != loc.size || key != entry.hashkey {
                     return Err(mismatch(where_()));
                 }

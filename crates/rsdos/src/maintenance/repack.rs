@@ -333,7 +333,7 @@ impl Container {
                         err.to_string(),
                     )
                 })?;
-                if hashing.finish().0 != e.hashkey {
+                if hashing.finish()?.0 != e.hashkey {
                     return Err(mismatch(format!(
                         "{} in pack {old} at offset {}",
                         e.hashkey, loc.offset
