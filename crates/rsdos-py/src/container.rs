@@ -278,6 +278,26 @@ impl PyContainer {
             .map_err(|e| to_pyerr_with(py, e, Some(&slot)))
     }
 
+    /// Starts a batch of loose writes made durable together (`crate::write_batch`).
+    #[pyo3(signature = (max_objects = None, max_bytes = None))]
+    fn write_batch(
+        &self,
+        py: Python<'_>,
+        max_objects: Option<usize>,
+        max_bytes: Option<u64>,
+    ) -> PyResult<crate::write_batch::PyWriteBatch> {
+        crate::write_batch::PyWriteBatch::new(&self.handle(py)?, max_objects, max_bytes)
+    }
+
+    /// Stores bytes objects as loose objects through one write batch; one hashkey per input.
+    fn add_objects_loose(
+        &self,
+        py: Python<'_>,
+        contents: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<String>> {
+        crate::write_batch::add_objects_loose(py, self.handle(py)?, contents)
+    }
+
     /// Writes bytes objects straight into packs; one hashkey per input, in order.
     #[pyo3(signature = (contents, compress, fsync, callback = None))]
     fn add_objects_to_pack(

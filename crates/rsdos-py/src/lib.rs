@@ -11,6 +11,7 @@ mod pyio;
 mod remote;
 mod stream;
 mod types;
+mod write_batch;
 
 use pyo3::prelude::*;
 
@@ -23,6 +24,7 @@ fn _rsdos(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::ObjectStream>()?;
     m.add_class::<iters::ManyIter>()?;
     m.add_class::<iters::HashkeyIter>()?;
+    m.add_class::<write_batch::PyWriteBatch>()?;
     m.add_function(wrap_pyfunction!(remote::clone_from, m)?)?;
     m.add_function(wrap_pyfunction!(remote::remote_status, m)?)?;
     m.add_function(wrap_pyfunction!(remote::upload_pending, m)?)?;

@@ -17,6 +17,7 @@ from .exceptions import (
     NotInitialised,
     NotInitialisedError,
 )
+from .write_batch import WriteBatch
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,4 +38,5 @@ __all__ = (
     'ObjectType',
     'TotalSize',
     'ValidationIssues',
+    'WriteBatch',
 )
