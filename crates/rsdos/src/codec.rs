@@ -10,6 +10,8 @@ use std::io::{self, BufReader, Read, Write};
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rsdos_core::CompressionAlgorithm;
 
+use crate::parallel_codec::{ParallelZlibEncoder, ZLIB_BLOCK, ZstdEncoder, worker_count};
+
 /// The codec of a compressed object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -138,20 +140,23 @@ impl BufCompressor {
     }
 }
 
-/// A streaming compressor writing into `W`, for objects too large to hold in memory.
+/// A streaming compressor writing into `W`, for objects too large to hold in memory. Large
+/// inputs are compressed on all cores (see [`crate::parallel_codec`]); the output is still one
+/// standard zlib stream or one zstd frame.
 pub(crate) enum StreamEncoder<W: Write> {
-    Zlib(flate2::write::ZlibEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zlib(ParallelZlibEncoder<W>),
+    Zstd(ZstdEncoder<W>),
 }
 
 impl<W: Write> StreamEncoder<W> {
     pub(crate) fn new(algorithm: CompressionAlgorithm, w: W) -> io::Result<Self> {
+        let workers = worker_count();
         Ok(match algorithm {
             CompressionAlgorithm::Zlib(level) => {
-                StreamEncoder::Zlib(flate2::write::ZlibEncoder::new(w, Compression::new(level)))
+                StreamEncoder::Zlib(ParallelZlibEncoder::new(w, level, ZLIB_BLOCK, workers))
             }
             CompressionAlgorithm::Zstd(level) => {
-                StreamEncoder::Zstd(zstd::stream::write::Encoder::new(w, level)?)
+                StreamEncoder::Zstd(ZstdEncoder::new(w, level, workers))
             }
         })
     }

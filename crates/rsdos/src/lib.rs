@@ -41,6 +41,7 @@ mod loose;
 mod maintenance;
 mod options;
 mod pack_writer;
+mod parallel_codec;
 mod progress;
 mod read_many;
 mod reader;
