@@ -281,6 +281,32 @@ fn a_failing_input_discards_the_uncommitted_objects() {
 }
 
 #[test]
+fn the_per_file_fsync_path_stores_the_same() {
+    // The path of platforms without syncfs, also chosen with `with_syncfs(false)`.
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = new_container(dir.path(), InitOptions::default());
+    let existing = c.add_object(b"already loose").expect("add");
+    let data = contents(6, 120);
+    let mut batch = c.write_batch_with(
+        WriteBatchOptions::default()
+            .with_syncfs(false)
+            .with_max_objects(50),
+    );
+    let keys: Vec<String> = data
+        .iter()
+        .map(|d| batch.add_object(d).expect("add"))
+        .collect();
+    assert_eq!(batch.add_object(b"already loose").expect("add"), existing);
+    let report = batch.commit().expect("commit");
+    assert_eq!(report.flushes, 3);
+    for (key, d) in keys.iter().zip(&data) {
+        assert_eq!(&c.get_object(key).expect("get"), d);
+    }
+    assert_eq!(sandbox_entries(&c), 0);
+    assert_valid(&c);
+}
+
+#[test]
 fn pack_loose_after_a_batch_and_other_layouts() {
     let dir = tempfile::tempdir().expect("tmp");
     for (name, opts) in [
