@@ -279,14 +279,15 @@ impl PyContainer {
     }
 
     /// Starts a batch of loose writes made durable together (`crate::write_batch`).
-    #[pyo3(signature = (max_objects = None, max_bytes = None))]
+    #[pyo3(signature = (max_objects = None, max_bytes = None, use_syncfs = true))]
     fn write_batch(
         &self,
         py: Python<'_>,
         max_objects: Option<usize>,
         max_bytes: Option<u64>,
+        use_syncfs: bool,
     ) -> PyResult<crate::write_batch::PyWriteBatch> {
-        crate::write_batch::PyWriteBatch::new(&self.handle(py)?, max_objects, max_bytes)
+        crate::write_batch::PyWriteBatch::new(&self.handle(py)?, max_objects, max_bytes, use_syncfs)
     }
 
     /// Stores bytes objects as loose objects through one write batch; one hashkey per input.

@@ -25,8 +25,9 @@ impl PyWriteBatch {
         container: &Container,
         max_objects: Option<usize>,
         max_bytes: Option<u64>,
+        use_syncfs: bool,
     ) -> PyResult<Self> {
-        let mut options = WriteBatchOptions::default();
+        let mut options = WriteBatchOptions::default().with_syncfs(use_syncfs);
         if let Some(n) = max_objects {
             if n == 0 {
                 return Err(PyValueError::new_err("max_objects must be at least 1"));

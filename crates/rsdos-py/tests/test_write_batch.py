@@ -91,6 +91,14 @@ def test_dropping_an_uncommitted_batch_leaves_nothing(container):
     assert _sandbox(container) == []
 
 
+def test_per_file_fsync_path(container):
+    data = _contents(30, seed=5)
+    with container.write_batch(max_objects=7, use_syncfs=False) as batch:
+        keys = [batch.add_object(d) for d in data]
+    assert [container.get_object_content(k) for k in keys] == data
+    assert _sandbox(container) == []
+
+
 def test_bounds_flush_by_themselves(container):
     with pytest.raises(ValueError):
         container.write_batch(max_objects=0)

@@ -200,10 +200,11 @@ class Container:
         upload (``pending_upload``, ``staged``, ``last_error``); ``None`` if packs are local."""
         return _rsdos.remote_status(self._rs)
 
-    def upload_pending(self) -> dict:
+    def upload_pending(self, *, seal_open: bool = False) -> dict:
         """rsdos: upload the packs whose upload failed, then snapshot the index to the
-        remote (packing and repacking also retry)."""
-        return _rsdos.upload_pending(self._rs)
+        remote (packing and repacking also retry). With ``seal_open``, the packs still being
+        filled are sealed and uploaded too, so that the remote holds every packed object."""
+        return _rsdos.upload_pending(self._rs, seal_open)
 
     def _get_repository_config(self) -> dict:
         if self._config is None:
@@ -338,7 +339,9 @@ class Container:
         loose object, in bounded memory; return its hash key."""
         return self._rs.add_stream(stream)
 
-    def write_batch(self, max_objects: Optional[int] = None, max_bytes: Optional[int] = None) -> WriteBatch:
+    def write_batch(
+        self, max_objects: Optional[int] = None, max_bytes: Optional[int] = None, use_syncfs: bool = True
+    ) -> WriteBatch:
         """rsdos: start a batch of loose writes made durable together, one durability point per
         batch instead of two fsyncs per object (see ``rsdos.WriteBatch``)::
 
@@ -346,9 +349,11 @@ class Container:
                 key = batch.add_object(b'...')
 
         The batch flushes by itself after ``max_objects`` objects or ``max_bytes`` bytes
-        (defaults 20,000 and 256 MiB).
+        (defaults 20,000 and 256 MiB). On Linux a flush is made durable with ``syncfs``, which
+        also writes out other processes' dirty data on the same file system; with
+        ``use_syncfs=False`` it fsyncs file by file instead (slower for many small objects).
         """
-        return WriteBatch(self._rs.write_batch(max_objects, max_bytes))
+        return WriteBatch(self._rs.write_batch(max_objects, max_bytes, use_syncfs))
 
     def add_objects_loose(self, content_list: list[bytes] | tuple[bytes, ...]) -> list[str]:
         """rsdos: store each bytes object as a loose object, all made durable together (one
