@@ -96,14 +96,23 @@ pub(crate) fn remote_status<'py>(
 
 /// Uploads the packs that wait for upload and snapshots the index (`uploaded`, `failed`,
 /// `snapshot_taken`, `snapshot_error`).
+/// With `seal_open`, the packs still being filled are sealed and uploaded too.
 #[pyfunction]
+#[pyo3(signature = (rs, seal_open = false))]
 pub(crate) fn upload_pending<'py>(
     py: Python<'py>,
     rs: &PyContainer,
+    seal_open: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let c = rs.handle(py)?;
     let report = py
-        .detach(|| c.upload_pending())
+        .detach(|| {
+            if seal_open {
+                c.upload_all()
+            } else {
+                c.upload_pending()
+            }
+        })
         .map_err(|e| to_pyerr(py, e))?;
     let d = PyDict::new(py);
     d.set_item("uploaded", report.uploaded)?;

@@ -91,3 +91,23 @@ def test_local_container_has_no_remote(tmp_path):
     assert c.remote_status() is None
     assert c.upload_pending()['uploaded'] == []
     c.close()
+
+
+def test_upload_pending_seal_open_puts_every_packed_object_on_the_remote(tmp_path):
+    bucket = tmp_path / 'bucket'
+    bucket.mkdir()
+    url = f'fs://{bucket}'
+    c = rsdos.Container(tmp_path / 'store')
+    c.init_container(pack_size_target=1 << 20, packs_url=url)
+    data = _objects(7)
+    keys = c.add_objects_to_pack(data)
+    assert _remote_packs(bucket) == []  # one pack, still being filled, stays local
+    assert c.upload_pending()['uploaded'] == []
+    report = c.upload_pending(seal_open=True)
+    assert report['failed'] == [] and report['uploaded'] == [0]
+    assert c.remote_status()['staged'] == []
+    c.close()
+    clone = rsdos.Container.clone_from(url, tmp_path / 'clone')
+    assert clone.clone_report['objects'] == len(keys)
+    assert [clone.get_object_content(k) for k in keys] == data
+    clone.close()

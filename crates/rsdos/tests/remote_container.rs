@@ -432,3 +432,34 @@ fn the_next_pack_cycle_retries_failed_uploads() {
     assert!(pending.iter().all(|id| remote.contains(id)), "{remote:?}");
     assert_all_readable(&c, &stored);
 }
+
+#[test]
+fn upload_all_seals_the_open_pack_so_a_clone_has_every_object() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(9, 12)); // five per pack: the third stays open
+    let staged = c.remote_status().expect("status").expect("remote").staged;
+    assert!(!staged.is_empty(), "the pack being filled stays local");
+    let report = c.upload_all().expect("upload all");
+    assert!(report.failed.is_empty(), "{report:?}");
+    for id in &staged {
+        assert!(report.uploaded.contains(id), "{report:?}");
+    }
+    let status = c.remote_status().expect("status").expect("remote");
+    assert!(status.staged.is_empty(), "{status:?}");
+    assert!(status.pending_upload.is_empty(), "{status:?}");
+    let (clone, clone_report) = clone_to(&s, "clone");
+    assert!(clone_report.from_snapshot, "{clone_report:?}");
+    assert_eq!(
+        clone_report.objects,
+        stored.len() as u64,
+        "{clone_report:?}"
+    );
+    assert_all_readable(&clone, &stored);
+    assert_valid(&clone);
+    // The origin keeps writing, into a new pack: the sealed one is never appended to.
+    let more = add(&c, &objects(10, 3));
+    assert_all_readable(&c, &more);
+    assert_all_readable(&c, &stored);
+    assert_valid(&c);
+}

@@ -43,6 +43,10 @@ pub struct CloneArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Example: rsdos upload && rsdos status")]
 pub struct UploadArgs {
+    /// Also seal and upload the packs still being filled, so that the remote holds every
+    /// packed object (later writes start new packs).
+    #[arg(long)]
+    all: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -150,7 +154,12 @@ pub fn run_upload(global: &Global, args: UploadArgs) -> Result<Outcome> {
         );
         return Ok(Outcome::Done);
     }
-    let report = container.upload_pending().with_context(|| {
+    let uploaded = if args.all {
+        container.upload_all()
+    } else {
+        container.upload_pending()
+    };
+    let report = uploaded.with_context(|| {
         format!(
             "cannot upload the packs of container {}",
             global.path.display()

@@ -275,13 +275,42 @@ impl Container {
             return Ok(UploadReport::default());
         };
         let _lock = self.maintenance_lock()?;
-        self.upload_pending_locked(remote)
+        self.upload_pending_locked(remote, false)
     }
 
-    fn upload_pending_locked(&self, remote: &RemoteState) -> Result<UploadReport> {
+    /// As [`upload_pending`](Container::upload_pending), and also seals and uploads the packs
+    /// still being filled (every staged pack that holds bytes), so that the remote alone holds
+    /// every packed object: before a machine is retired, or before a [`clone`] elsewhere.
+    /// Later writes start new packs. Loose objects stay loose: pack them first.
+    ///
+    /// [`clone`]: Container::clone_from_remote
+    pub fn upload_all(&self) -> Result<UploadReport> {
+        let Some(remote) = self.remote_state() else {
+            return Ok(UploadReport::default());
+        };
+        let _lock = self.maintenance_lock()?;
+        self.upload_pending_locked(remote, true)
+    }
+
+    fn upload_pending_locked(&self, remote: &RemoteState, seal_open: bool) -> Result<UploadReport> {
         let mut report = UploadReport::default();
         let staged = remote.mirror.staged()?;
-        for id in self.pending_uploads(remote, &staged)? {
+        let ids = if seal_open {
+            // Every staged pack with bytes; the maintenance lock keeps writers out meanwhile.
+            let mut ids = Vec::new();
+            for &id in &staged {
+                if self.packs().len(id)?.is_some_and(|len| len > 0) {
+                    ids.push(id);
+                }
+            }
+            ids
+        } else {
+            self.pending_uploads(remote, &staged)?
+        };
+        if seal_open && !ids.is_empty() {
+            remote.snapshot_due.store(true, Ordering::Relaxed);
+        }
+        for id in ids {
             match self.seal_remote(remote, id) {
                 Ok(true) => report.uploaded.push(id),
                 Ok(false) => report.failed.push((
@@ -325,7 +354,7 @@ impl Container {
             .and_then(|g| *g)
             .is_some_and(|t| Instant::now() < t);
         if !waiting {
-            let _ = self.upload_pending_locked(remote);
+            let _ = self.upload_pending_locked(remote, false);
         }
     }
 
