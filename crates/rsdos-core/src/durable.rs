@@ -44,7 +44,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// and the caller must then fsync what it wrote file by file.
 ///
 /// One call replaces thousands of fsyncs for a batch of small files: the file system writes
-/// them out in one go and commits its journal once. It also flushes other writers' dirty data
+/// them out in one go (a journaling file system commits once). It also flushes other writers' dirty data
 /// on the same file system, which is why only batched writes use it. Since Linux 5.8 it reports
 /// write-back errors of any file of the file system since the handle was opened, so a fresh
 /// handle is opened for each call.
