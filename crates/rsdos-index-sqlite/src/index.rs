@@ -261,11 +261,11 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackedEntry> {
     })
 }
 
-/// The rows of `keys` (sorted, distinct) found by one pass over the whole table: for a
+/// The rows of `keys` (repeats allowed) found by one pass over the whole table: for a
 /// request that covers a good part of the table, a sequential scan with a set lookup per row
 /// costs a fraction of one B-tree probe per key (100k keys of 100k rows: ~3x faster).
 fn scan_for(c: &Connection, keys: &[&str]) -> rusqlite::Result<Vec<PackedEntry>> {
-    let wanted: std::collections::HashSet<&str> = keys.iter().copied().collect();
+    let wanted: foldhash::HashSet<&str> = keys.iter().copied().collect();
     let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM db_object"))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::with_capacity(keys.len());
@@ -303,19 +303,20 @@ impl ObjectIndex for SqliteIndex {
     }
 
     fn get_many(&self, hashkeys: &[&str]) -> Result<Vec<PackedEntry>> {
-        let mut keys: Vec<&str> = hashkeys.to_vec();
-        keys.sort_unstable();
-        keys.dedup();
         self.with_conn(
             |c| {
-                if keys.len() >= SCAN_MIN_KEYS {
+                if hashkeys.len() >= SCAN_MIN_KEYS {
                     let rows: i64 = c
                         .prepare_cached("SELECT COALESCE(MAX(rowid), 0) FROM db_object")?
                         .query_row([], |r| r.get(0))?;
-                    if (keys.len() as i64).saturating_mul(SCAN_DENSITY) >= rows {
-                        return scan_for(c, &keys);
+                    if (hashkeys.len() as i64).saturating_mul(SCAN_DENSITY) >= rows {
+                        return scan_for(c, hashkeys);
                     }
                 }
+                // Sorted keys probe the hashkey B-tree from left to right.
+                let mut keys: Vec<&str> = hashkeys.to_vec();
+                keys.sort_unstable();
+                keys.dedup();
                 let mut out = Vec::new();
                 for chunk in keys.chunks(IN_CHUNK) {
                     let placeholders = vec!["?"; chunk.len()].join(",");

@@ -110,21 +110,22 @@ impl ManyReader {
     /// Looks keys up in the index: packed entries grouped by pack and sorted by offset, and
     /// the keys that are not packed.
     #[allow(clippy::type_complexity)]
-    fn plan(&self, mut hashkeys: Vec<String>) -> Result<(VecDeque<Vec<PackedEntry>>, Vec<String>)> {
-        hashkeys.sort_unstable();
-        hashkeys.dedup();
+    fn plan(&self, hashkeys: Vec<String>) -> Result<(VecDeque<Vec<PackedEntry>>, Vec<String>)> {
         let refs: Vec<&str> = hashkeys.iter().map(String::as_str).collect();
+        // The index answers each distinct key once, however often it was asked.
         let mut entries = self.container.index().get_many(&refs)?;
         entries.sort_unstable_by(|a, b| {
             (a.location.pack_id, a.location.offset).cmp(&(b.location.pack_id, b.location.offset))
         });
-        let packed: std::collections::HashSet<&str> =
+        let mut done: foldhash::HashSet<&str> =
             entries.iter().map(|e| e.hashkey.as_str()).collect();
-        let not_packed: Vec<String> = hashkeys
+        let mut not_packed: Vec<String> = hashkeys
             .iter()
-            .filter(|k| !packed.contains(k.as_str()))
+            .filter(|k| done.insert(k.as_str()))
             .cloned()
             .collect();
+        // Loose files in name order: one shard folder after the other.
+        not_packed.sort_unstable();
         let mut groups: VecDeque<Vec<PackedEntry>> = VecDeque::new();
         for e in entries {
             match groups.back_mut() {
