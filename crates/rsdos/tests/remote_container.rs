@@ -463,3 +463,66 @@ fn upload_all_seals_the_open_pack_so_a_clone_has_every_object() {
     assert_all_readable(&c, &stored);
     assert_valid(&c);
 }
+
+#[test]
+fn backup_of_a_remote_container_is_a_local_container_and_links_unchanged_packs() {
+    use std::os::unix::fs::MetadataExt;
+    let s = setup();
+    let c = init(&s);
+    let mut stored = add(&c, &objects(13, 14)); // the last pack stays open, staged
+    for i in 0..3 {
+        let data = format!("loose object {i}").into_bytes();
+        stored.insert(c.add_object(&data).expect("loose"), data);
+    }
+    let status = c.remote_status().expect("status").expect("remote");
+    assert!(!status.staged.is_empty(), "{status:?}");
+    let uploaded = pack_files(&s.remote);
+    assert!(uploaded.len() >= 2, "{uploaded:?}");
+    assert!(uploaded.iter().all(|id| !status.staged.contains(id)));
+
+    let dest = s.root.with_file_name("backups");
+    let first = c
+        .backup(&dest, &rsdos::BackupOptions::default(), &NoProgress)
+        .expect("backup");
+    let second = c
+        .backup(&dest, &rsdos::BackupOptions::default(), &NoProgress)
+        .expect("second backup");
+    // Each uploaded pack and its sidecar, and each loose object, are linked, not downloaded.
+    assert!(
+        second.files_linked >= 2 * uploaded.len() as u64 + 3,
+        "{second:?}"
+    );
+    for report in [&first, &second] {
+        let packs = report.container_path().join("packs");
+        for id in &uploaded {
+            let local = packs.join(id.to_string());
+            assert_eq!(
+                std::fs::read(&local).expect("pack copied"),
+                std::fs::read(s.remote.join(id.to_string())).expect("remote pack"),
+                "pack {id}"
+            );
+            assert!(packs.join(format!("{id}.toc")).is_file(), "sidecar of {id}");
+        }
+        assert!(
+            !report.container_path().join(PACKS_SETTING_FILE).exists(),
+            "a backup is a plain local container"
+        );
+    }
+    let ino = |r: &rsdos::BackupReport, id: u64| {
+        std::fs::metadata(r.container_path().join("packs").join(id.to_string()))
+            .expect("stat")
+            .ino()
+    };
+    for id in &uploaded {
+        assert_eq!(ino(&first, *id), ino(&second, *id), "pack {id} not linked");
+    }
+
+    // The backup stands on its own: reading it never touches the bucket.
+    std::fs::remove_dir_all(&s.remote).expect("remove the bucket");
+    let b = Container::open(&second.container_path()).expect("open backup");
+    assert!(b.remote_status().expect("status").is_none());
+    assert_all_readable(&b, &stored);
+    let count = b.count().expect("count");
+    assert_eq!(count.packed + count.loose, stored.len() as u64, "{count:?}");
+    assert_valid(&b);
+}

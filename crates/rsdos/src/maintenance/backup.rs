@@ -25,6 +25,10 @@ const BACKUP_PREFIX: &str = "backup_";
 const DEST_LOCK: &str = ".rsdos-backup.lock";
 /// Attempts at copying the index and packs without the maintenance lock before one with it.
 const OPTIMISTIC_ATTEMPTS: usize = 3;
+/// Bytes of a pack that is not a local file (object storage) read per request when it is
+/// copied: large enough that a request's round trip is small next to its transfer, small
+/// enough to keep the copy's memory bounded.
+const REMOTE_COPY_CHUNK: usize = 4 << 20;
 
 /// Options of [`Container::backup`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +148,18 @@ fn identity(meta: &fs::Metadata) -> Option<FileIdentity> {
     }
 }
 
+/// Which pack an id named when it was looked at. A local pack (in the container's `packs/`,
+/// including the packs a remote container is writing or has not uploaded yet) is known by its
+/// file's identity. A pack in another store (object storage) has no inode: it is known by its
+/// length and sidecar, which is enough because such stores never reuse a pack id while the
+/// deleted pack may still be read (see `PackStore::delete`) and a sealed pack never changes,
+/// so a pack replaced by a repack shows up as deleted (absent) rather than as another pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PackIdentity {
+    File(Option<FileIdentity>),
+    Stored { len: u64, sidecar: Option<Vec<u8>> },
+}
+
 /// Whether the copied index and packs belong together.
 enum Verdict {
     /// Every pack the copied index points to was copied from the file it pointed to.
@@ -196,8 +212,15 @@ impl Container {
     /// process dies): a second backup into the same `dest` fails with
     /// [`ErrorKind::Locked`](rsdos_core::ErrorKind::Locked).
     ///
-    /// The container must keep its index in `packs.idx` and its packs in `packs/` (a container
-    /// opened with [`Container::open`]); otherwise [`Error::Unsupported`].
+    /// The container must keep its index in `packs.idx`; otherwise [`Error::Unsupported`].
+    /// Packs that are not files of `packs/` (a remote container's uploaded packs, see
+    /// `rsdos-packs.json`) are streamed from the pack store into files of the backup's
+    /// `packs/`, in chunks of 4 MiB, with their sidecars: the backup is a plain local container
+    /// (no `rsdos-packs.json`) that does not depend on the bucket. Such a pack is hard-linked
+    /// from the previous backup under the same rule (length and sidecar). Having no inode, it
+    /// is checked for replacement by its length and sidecar instead of its identity; pack
+    /// stores never reuse the id of a deleted pack while it may be read, so a repack shows up
+    /// as a pack that disappeared.
     ///
     /// Progress: `Backup loose objects`, then `Backup packs` (in [`ProgressUnit::Objects`],
     /// files). When `progress` asks to stop, returns [`Error::Interrupted`] and leaves
@@ -264,7 +287,8 @@ impl Container {
         Ok(report)
     }
 
-    /// Refuses containers whose index or packs are not files of the container folder.
+    /// Refuses containers whose index is not the SQLite file of the container folder (packs
+    /// may be anywhere: those that are not local files are read through the pack store).
     fn check_backup_supported(&self) -> Result<()> {
         let index = self.path().join(INDEX);
         if !index.is_file() {
@@ -272,17 +296,6 @@ impl Container {
                 "backup needs the SQLite index {} in the container folder",
                 index.display()
             )));
-        }
-        let packs_dir = self.path().join(PACKS);
-        for id in self.packs().list()? {
-            if !packs_dir.join(id.to_string()).is_file() && self.packs().len(id)?.is_some() {
-                return Err(Error::Unsupported(format!(
-                    "backup copies the packs of the container folder {}, but pack {id} is \
-                     stored elsewhere ({})",
-                    packs_dir.display(),
-                    self.packs().describe()
-                )));
-            }
         }
         Ok(())
     }
@@ -392,7 +405,7 @@ impl Container {
         let mut counts = Counts::default();
 
         // (2) The index, after noting which file each pack is.
-        let before = pack_identities(&packs_dir)?;
+        let before = self.all_pack_identities(&packs_dir)?;
         let index_dst = live.join(INDEX);
         SqliteIndex::open(&self.path().join(INDEX))?.backup_to(&index_dst)?;
         let referenced = {
@@ -401,11 +414,16 @@ impl Container {
         };
         counts.add(Outcome::Copied(fsync_file(&index_dst)?));
 
-        // (3) The packs.
-        let ids = list_pack_ids(&packs_dir)?;
+        // (3) The packs: the local files, and those the store keeps elsewhere (a remote
+        // container's uploaded packs), which become files of the backup so that it is a plain
+        // local container that does not depend on the bucket.
+        let mut ids: Vec<PackId> = list_pack_ids(&packs_dir)?;
+        ids.extend(self.packs().list()?);
+        ids.sort_unstable();
+        ids.dedup();
         let dst_dir = live.join(PACKS);
         let prev_dir = previous.map(|p| p.join(PACKS));
-        let mut copied: HashMap<PackId, Option<FileIdentity>> = HashMap::new();
+        let mut copied: HashMap<PackId, PackIdentity> = HashMap::new();
         progress.start("Backup packs", ids.len() as u64, ProgressUnit::Objects);
         for id in ids {
             check_stop(progress)?;
@@ -416,9 +434,10 @@ impl Container {
             let dst = dst_dir.join(&name);
             let dst_toc = dst_dir.join(&toc_name);
             let mut done = false;
+            let sealed = self.packs().is_sealed(id)?;
             if let Some(prev_dir) = &prev_dir
-                && self.packs().is_sealed(id)?
-                && let Some(ident) = link_sealed_pack(
+                && sealed
+                && let Some(ident) = link_local_sealed_pack(
                     &src,
                     &src_toc,
                     &prev_dir.join(&name),
@@ -428,14 +447,54 @@ impl Container {
             {
                 counts.add(Outcome::Linked);
                 counts.add(link_or_copy_exact(&prev_dir.join(&toc_name), &dst_toc)?);
-                copied.insert(id, ident);
+                copied.insert(id, PackIdentity::File(ident));
                 done = true;
             }
             if !done && let Some((n, ident)) = copy_file(&src, &dst)? {
                 counts.add(Outcome::Copied(n));
-                copied.insert(id, ident);
+                copied.insert(id, PackIdentity::File(ident));
                 if let Some((n, _)) = copy_file(&src_toc, &dst_toc)? {
                     counts.add(Outcome::Copied(n));
+                }
+                done = true;
+            }
+            // Not a local file (or no longer: a staged pack uploaded meanwhile): read it from
+            // the store. An absent pack is left out, and the check below notices if the copied
+            // index points to it.
+            if !done && let Some(len) = self.packs().len(id)? {
+                let sidecar = if sealed || self.packs().is_sealed(id)? {
+                    self.packs().sidecar(id)?
+                } else {
+                    None
+                };
+                let linked = match &prev_dir {
+                    Some(prev_dir) if sidecar.is_some() => link_sealed_pack(
+                        len,
+                        sidecar.as_deref(),
+                        &prev_dir.join(&name),
+                        &prev_dir.join(&toc_name),
+                        &dst,
+                    )?,
+                    _ => false,
+                };
+                let copied_pack = if linked {
+                    counts.add(Outcome::Linked);
+                    if let Some(prev_dir) = &prev_dir {
+                        counts.add(link_or_copy_exact(&prev_dir.join(&toc_name), &dst_toc)?);
+                    }
+                    true
+                } else if self.copy_stored_pack(id, len, &dst)? {
+                    counts.add(Outcome::Copied(len));
+                    if let Some(toc) = &sidecar {
+                        write_new_file(&dst_toc, toc)?;
+                        counts.add(Outcome::Copied(toc.len() as u64));
+                    }
+                    true
+                } else {
+                    false
+                };
+                if copied_pack {
+                    copied.insert(id, PackIdentity::Stored { len, sidecar });
                 }
             }
             progress.advance(1);
@@ -450,21 +509,30 @@ impl Container {
                     Verdict::Changed(format!("pack {id} disappeared before it was copied")),
                 ));
             };
-            match (before.get(&id), now) {
-                (Some(Some(a)), Some(b)) if a == b => {}
-                (Some(Some(_)), Some(_)) => {
-                    return Ok((
-                        counts,
-                        Verdict::Changed(format!("pack {id} was replaced while it was copied")),
-                    ));
-                }
+            let replaced = match (before.get(&id), now) {
                 (None, _) => {
                     return Ok((
                         counts,
                         Verdict::Changed(format!("pack {id} appeared while the index was copied")),
                     ));
                 }
-                _ => unverifiable = true,
+                (Some(PackIdentity::File(Some(a))), PackIdentity::File(Some(b))) => a != b,
+                (Some(PackIdentity::File(_)), PackIdentity::File(_)) => {
+                    unverifiable = true;
+                    false
+                }
+                (Some(a @ PackIdentity::Stored { .. }), b @ PackIdentity::Stored { .. }) => a != b,
+                // A staged pack was uploaded (and its local copy removed) in between: the
+                // upload is of the sealed file, whose content only grew since the index was
+                // copied, and the id is not reused, so the copy holds every row's bytes.
+                (Some(PackIdentity::File(_)), PackIdentity::Stored { .. }) => false,
+                (Some(PackIdentity::Stored { .. }), PackIdentity::File(_)) => true,
+            };
+            if replaced {
+                return Ok((
+                    counts,
+                    Verdict::Changed(format!("pack {id} was replaced while it was copied")),
+                ));
             }
         }
         let verdict = if unverifiable {
@@ -473,6 +541,64 @@ impl Container {
             Verdict::Consistent
         };
         Ok((counts, verdict))
+    }
+
+    /// The identity of every pack: the files in `packs_dir`, then the packs the store keeps
+    /// elsewhere (absent packs are left out).
+    fn all_pack_identities(&self, packs_dir: &Path) -> Result<BTreeMap<PackId, PackIdentity>> {
+        let mut out: BTreeMap<PackId, PackIdentity> = pack_identities(packs_dir)?
+            .into_iter()
+            .map(|(id, ident)| (id, PackIdentity::File(ident)))
+            .collect();
+        for id in self.packs().list()? {
+            if out.contains_key(&id) {
+                continue;
+            }
+            let Some(len) = self.packs().len(id)? else {
+                continue;
+            };
+            let sidecar = self.packs().sidecar(id)?;
+            out.insert(id, PackIdentity::Stored { len, sidecar });
+        }
+        Ok(out)
+    }
+
+    /// Copies the first `len` bytes of a pack of the store (not a local file) to the new file
+    /// `dst`, in chunks of [`REMOTE_COPY_CHUNK`] through one handle (which keeps reading the
+    /// same pack if it is deleted meanwhile), via a temporary name so that `dst` only ever
+    /// holds a complete, fsynced copy. Returns false if the pack no longer exists.
+    fn copy_stored_pack(&self, id: PackId, len: u64, dst: &Path) -> Result<bool> {
+        use std::io::Write;
+        let handle = match self.packs().open_pack(id) {
+            Ok(h) => h,
+            Err(e) if e.kind() == rsdos_core::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let file_name = dst
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dst.with_file_name(format!(".{file_name}.part"));
+        let mut output = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        let chunk = usize::try_from(len).map_or(REMOTE_COPY_CHUNK, |l| l.min(REMOTE_COPY_CHUNK));
+        let mut buf = vec![0u8; chunk];
+        let mut offset = 0u64;
+        while offset < len {
+            let n = usize::try_from(len - offset).map_or(chunk, |left| left.min(chunk));
+            handle.read_at(offset, &mut buf[..n])?;
+            output
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io("write", &tmp, e))?;
+            offset += n as u64;
+        }
+        output.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        drop(output);
+        fs::rename(&tmp, dst).map_err(|e| Error::io("rename to", dst, e))?;
+        Ok(true)
     }
 
     /// Step 4: `config.json` and the contents of `duplicates/` (`sandbox/` stays empty).
@@ -664,10 +790,10 @@ fn link_or_copy_exact(src: &Path, dst: &Path) -> Result<Outcome> {
     })
 }
 
-/// Hard-links a sealed pack from the previous backup when the copy there has the same length
-/// and an identical sidecar (which holds a CRC32C of every object, so the same content).
-/// Returns the identity of the live pack, or `None` when it could not be linked.
-fn link_sealed_pack(
+/// Hard-links a sealed local pack from the previous backup when it may (see
+/// [`link_sealed_pack`]). Returns the identity of the live pack, or `None` when it could not be
+/// linked.
+fn link_local_sealed_pack(
     src: &Path,
     src_toc: &Path,
     prev: &Path,
@@ -679,22 +805,50 @@ fn link_sealed_pack(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("examine", src, e)),
     };
-    if !fs::symlink_metadata(prev).is_ok_and(|m| m.is_file() && m.len() == live_meta.len()) {
-        return Ok(None);
-    }
-    let (Some(live_toc), Some(old_toc)) = (read_optional(src_toc)?, read_optional(prev_toc)?)
-    else {
-        return Ok(None);
-    };
-    if live_toc != old_toc {
-        return Ok(None);
-    }
-    if fs::hard_link(prev, dst).is_err() {
+    let live_toc = read_optional(src_toc)?;
+    if !link_sealed_pack(live_meta.len(), live_toc.as_deref(), prev, prev_toc, dst)? {
         return Ok(None);
     }
     // The live pack's identity lets the caller check that it was not replaced (by a repack)
     // since the index was copied: then the rows of the copied index describe this content.
     Ok(Some(identity(&live_meta)))
+}
+
+/// Hard-links the previous backup's copy of a sealed pack to `dst` when it has the live pack's
+/// length `live_len` and a sidecar identical to `live_toc` (which holds a CRC32C of every
+/// object, so the same content); the live pack may be a local file or in object storage.
+/// Returns whether it linked.
+fn link_sealed_pack(
+    live_len: u64,
+    live_toc: Option<&[u8]>,
+    prev: &Path,
+    prev_toc: &Path,
+    dst: &Path,
+) -> Result<bool> {
+    if !fs::symlink_metadata(prev).is_ok_and(|m| m.is_file() && m.len() == live_len) {
+        return Ok(false);
+    }
+    let (Some(live_toc), Some(old_toc)) = (live_toc, read_optional(prev_toc)?) else {
+        return Ok(false);
+    };
+    if live_toc != old_toc.as_slice() {
+        return Ok(false);
+    }
+    Ok(fs::hard_link(prev, dst).is_ok())
+}
+
+/// Writes `data` to the new file `dst` and fsyncs it.
+fn write_new_file(dst: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(|e| Error::io("create", dst, e))?;
+    output
+        .write_all(data)
+        .map_err(|e| Error::io("write", dst, e))?;
+    output.sync_all().map_err(|e| Error::io("fsync", dst, e))
 }
 
 /// The contents of a small file, `None` if it does not exist.
