@@ -11,21 +11,6 @@ use crate::store::OpendalPackStore;
 /// Files up to this size are sent in one request; larger ones in parts.
 const SINGLE_PUT_MAX: u64 = 16 << 20;
 
-impl OpendalPackStore {
-    fn meta_error(&self, op: &'static str, name: &str, e: opendal::Error) -> Error {
-        let kind = match e.kind() {
-            opendal::ErrorKind::NotFound => std::io::ErrorKind::NotFound,
-            opendal::ErrorKind::PermissionDenied => std::io::ErrorKind::PermissionDenied,
-            _ => std::io::ErrorKind::Other,
-        };
-        Error::io(
-            op,
-            PathBuf::from(self.location().key_url(name)),
-            std::io::Error::new(kind, e),
-        )
-    }
-}
-
 /// Metadata names are plain relative keys: no empty segment, no `.` or `..`.
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -62,7 +47,7 @@ impl RemoteMirror for OpendalPackStore {
         check_name(name)?;
         self.blocking_operator()
             .write(name, data.to_vec())
-            .map_err(|e| self.meta_error("upload", name, e))?;
+            .map_err(|e| self.remote_error("upload", name, e))?;
         Ok(())
     }
 
@@ -82,7 +67,7 @@ impl RemoteMirror for OpendalPackStore {
             file.read_to_end(&mut all)
                 .map_err(|e| Error::io("read", path, e))?;
             op.write(name, all)
-                .map_err(|e| self.meta_error("upload", name, e))?;
+                .map_err(|e| self.remote_error("upload", name, e))?;
             return Ok(());
         }
         let chunk = self.options().chunk_size;
@@ -93,7 +78,7 @@ impl RemoteMirror for OpendalPackStore {
         };
         let mut writer = op
             .writer_options(name, opts)
-            .map_err(|e| self.meta_error("start upload of", name, e))?;
+            .map_err(|e| self.remote_error("start upload of", name, e))?;
         // A failed multipart upload is left for the service to expire (the blocking writer
         // has no abort); the object itself is unchanged until `close` succeeds.
         (|| {
@@ -108,11 +93,11 @@ impl RemoteMirror for OpendalPackStore {
                 }
                 writer
                     .write(part)
-                    .map_err(|e| self.meta_error("upload", name, e))?;
+                    .map_err(|e| self.remote_error("upload", name, e))?;
             }
             writer
                 .close()
-                .map_err(|e| self.meta_error("complete upload of", name, e))?;
+                .map_err(|e| self.remote_error("complete upload of", name, e))?;
             Ok(())
         })()
     }
@@ -122,7 +107,7 @@ impl RemoteMirror for OpendalPackStore {
         match self.blocking_operator().read(name) {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.meta_error("download", name, e)),
+            Err(e) => Err(self.remote_error("download", name, e)),
         }
     }
 
@@ -132,12 +117,12 @@ impl RemoteMirror for OpendalPackStore {
         let len = match op.stat(name) {
             Ok(m) => m.content_length(),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(self.meta_error("stat", name, e)),
+            Err(e) => return Err(self.remote_error("stat", name, e)),
         };
         let mut reader = op
             .reader(name)
             .and_then(|r| r.into_std_read(0..len))
-            .map_err(|e| self.meta_error("download", name, e))?;
+            .map_err(|e| self.remote_error("download", name, e))?;
         let mut file = std::fs::File::create(dest).map_err(|e| Error::io("create", dest, e))?;
         let copied = std::io::copy(&mut reader, &mut file)
             .map_err(|e| Error::io("download", PathBuf::from(self.location().key_url(name)), e))?;
@@ -158,7 +143,7 @@ impl RemoteMirror for OpendalPackStore {
         match self.blocking_operator().delete(name) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.meta_error("delete", name, e)),
+            Err(e) => Err(self.remote_error("delete", name, e)),
         }
     }
 }

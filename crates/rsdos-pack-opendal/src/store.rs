@@ -391,7 +391,8 @@ impl OpendalPackStore {
         Ok(out)
     }
 
-    fn remote_error(&self, op: &'static str, key: &str, e: opendal::Error) -> Error {
+    /// An error of the service for `key`, named by its full URL (never credentials).
+    pub(crate) fn remote_error(&self, op: &'static str, key: &str, e: opendal::Error) -> Error {
         let kind = match e.kind() {
             opendal::ErrorKind::NotFound => std::io::ErrorKind::NotFound,
             opendal::ErrorKind::PermissionDenied => std::io::ErrorKind::PermissionDenied,
