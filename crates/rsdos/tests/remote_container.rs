@@ -526,3 +526,162 @@ fn backup_of_a_remote_container_is_a_local_container_and_links_unchanged_packs()
     assert_eq!(count.packed + count.loose, stored.len() as u64, "{count:?}");
     assert_valid(&b);
 }
+
+/// Keys validate reports as damaged in packs, sorted.
+fn damaged_packed(r: &rsdos::ValidationReport) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .invalid_hashes_packed
+        .iter()
+        .chain(&r.invalid_sizes_packed)
+        .cloned()
+        .chain(r.unreadable_packed.iter().map(|(k, _)| k.clone()))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn validate_reads_uploaded_packs_in_batches_and_finds_damage_there() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(14, 18));
+    assert!(
+        c.packs().read_parallelism() > 1,
+        "the batched path is tested"
+    );
+    assert_valid(&c);
+    let uploaded = pack_files(&s.remote);
+    assert!(uploaded.len() >= 3, "{uploaded:?}");
+    let in_pack = |id: u64| -> Vec<(String, rsdos::PackedLocation)> {
+        let mut v: Vec<(String, rsdos::PackedLocation)> = stored
+            .keys()
+            .filter_map(|k| {
+                let p = c.meta(k).expect("meta").packed?;
+                (p.pack_id == id).then(|| (k.clone(), p))
+            })
+            .collect();
+        v.sort_by_key(|(_, p)| p.offset);
+        v
+    };
+
+    // A flipped byte in the middle object of an uploaded pack: only that object is reported.
+    let rows = in_pack(uploaded[0]);
+    assert!(rows.len() >= 3, "{rows:?}");
+    let (key, loc) = &rows[1];
+    let path = s.remote.join(uploaded[0].to_string());
+    let mut bytes = std::fs::read(&path).expect("read pack");
+    bytes[(loc.offset + loc.length / 2) as usize] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("write pack");
+    let r = c
+        .validate(&ValidateOptions::default(), &NoProgress)
+        .expect("validate");
+    assert_eq!(damaged_packed(&r), vec![key.clone()], "{r:?}");
+    assert_eq!(r.issue_count(), 1, "{r:?}");
+
+    // A pack cut inside its last object (the batched read fails): only that object.
+    let rows = in_pack(uploaded[1]);
+    let (cut_key, cut_loc) = rows.last().expect("rows");
+    let path = s.remote.join(uploaded[1].to_string());
+    let bytes = std::fs::read(&path).expect("read pack");
+    std::fs::write(&path, &bytes[..(cut_loc.offset + 1) as usize]).expect("truncate pack");
+    let r = c
+        .validate(&ValidateOptions::default(), &NoProgress)
+        .expect("validate");
+    let mut want = vec![key.clone(), cut_key.clone()];
+    want.sort();
+    assert_eq!(damaged_packed(&r), want, "{r:?}");
+}
+
+/// A pack store that counts the single reads and the batched reads it passes on.
+#[derive(Debug)]
+struct CountingStore {
+    inner: std::sync::Arc<dyn rsdos_core::PackStore>,
+    read_at: std::sync::atomic::AtomicU64,
+    read_ranges: std::sync::atomic::AtomicU64,
+}
+
+impl rsdos_core::PackStore for CountingStore {
+    fn list(&self) -> rsdos::Result<Vec<u64>> {
+        self.inner.list()
+    }
+    fn len(&self, id: u64) -> rsdos::Result<Option<u64>> {
+        self.inner.len(id)
+    }
+    fn read_at(&self, id: u64, offset: u64, buf: &mut [u8]) -> rsdos::Result<()> {
+        self.read_at
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_at(id, offset, buf)
+    }
+    fn read_ranges(&self, id: u64, ranges: &[(u64, usize)]) -> rsdos::Result<Vec<Vec<u8>>> {
+        self.read_ranges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_ranges(id, ranges)
+    }
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
+    fn open_pack(&self, id: u64) -> rsdos::Result<std::sync::Arc<dyn rsdos_core::PackHandle>> {
+        self.inner.open_pack(id)
+    }
+    fn open_range(
+        &self,
+        id: u64,
+        offset: u64,
+        length: u64,
+    ) -> rsdos::Result<std::sync::Arc<dyn rsdos_core::PackHandle>> {
+        self.inner.open_range(id, offset, length)
+    }
+    fn open_append(&self, id: u64) -> rsdos::Result<Box<dyn rsdos_core::PackAppender>> {
+        self.inner.open_append(id)
+    }
+    fn delete(&self, id: u64) -> rsdos::Result<()> {
+        self.inner.delete(id)
+    }
+    fn seal(&self, id: u64, sidecar: &[u8]) -> rsdos::Result<()> {
+        self.inner.seal(id, sidecar)
+    }
+    fn is_sealed(&self, id: u64) -> rsdos::Result<bool> {
+        self.inner.is_sealed(id)
+    }
+    fn sidecar(&self, id: u64) -> rsdos::Result<Option<Vec<u8>>> {
+        self.inner.sidecar(id)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[test]
+fn validate_reads_each_remote_pack_with_batched_range_reads() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = setup();
+    let c = init(&s);
+    add(&c, &objects(15, 18));
+    let packs = c.packs().list().expect("list");
+    drop(c);
+    let counting = std::sync::Arc::new(CountingStore {
+        inner: std::sync::Arc::new(
+            rsdos_pack_opendal::OpendalPackStore::open(&s.url, &s.root.join("packs"))
+                .expect("store"),
+        ),
+        read_at: Default::default(),
+        read_ranges: Default::default(),
+    });
+    let index = rsdos_index_sqlite::SqliteIndex::open(&s.root.join("packs.idx")).expect("index");
+    let c = Container::open_with_storage(
+        &s.root,
+        std::sync::Arc::new(index),
+        std::sync::Arc::clone(&counting) as std::sync::Arc<dyn rsdos_core::PackStore>,
+    )
+    .expect("open");
+    assert_valid(&c);
+    // Each pack (4 KiB) is one batch: no request per window.
+    assert_eq!(counting.read_at.load(Relaxed), 0);
+    let batches = counting.read_ranges.load(Relaxed);
+    assert!(
+        batches >= 1 && batches <= packs.len() as u64,
+        "{batches} batches for {} packs",
+        packs.len()
+    );
+}

@@ -34,6 +34,10 @@ const WINDOW_GAP_MAX: u64 = 64 * 1024;
 const CHUNK_MAX_ROWS: usize = 4096;
 /// Stored bytes handed to a worker at once.
 const CHUNK_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// Window bytes one worker asks a remote store for in one `read_ranges` call: one request per
+/// 1 MiB window would be one round trip each, while the store merges neighbouring windows
+/// into a few larger requests; this bounds what a worker holds at once.
+const READ_BATCH_MAX: u64 = 32 * 1024 * 1024;
 /// Objects between two progress reports (and stop polls) of one worker.
 const PROGRESS_BATCH: usize = 256;
 /// Buffer each worker hashes through.
@@ -588,7 +592,10 @@ impl Container {
         }
     }
 
-    /// Checks the rows of one chunk, reading neighbouring small objects in one window.
+    /// Checks the rows of one chunk, reading neighbouring small objects in one window. Local
+    /// stores read each window with one `read_at`; stores that prefer fewer, larger requests
+    /// (object storage, `read_parallelism() > 1`) get the windows of up to [`READ_BATCH_MAX`]
+    /// bytes in one `read_ranges` call, and the objects are checked exactly as locally.
     fn check_chunk(
         &self,
         rows: &[PackedEntry],
@@ -596,72 +603,107 @@ impl Container {
         report: &mut ValidationReport,
         buf: &mut [u8],
     ) -> Result<()> {
+        let windows = plan_windows(rows);
+        let batched = self.packs().read_parallelism() > 1;
         let mut unreported = 0usize;
-        let mut i = 0;
-        while i < rows.len() {
-            let first = rows[i].location;
-            let start = first.offset;
-            let mut end = start.saturating_add(first.length);
-            let mut j = i + 1;
-            if first.length <= WINDOW_MAX {
-                while j < rows.len() {
-                    let l = rows[j].location;
-                    let next_end = l.offset.saturating_add(l.length);
-                    if l.offset < end
-                        || l.offset - end > WINDOW_GAP_MAX
-                        || next_end - start > WINDOW_MAX
-                    {
-                        break;
-                    }
-                    end = next_end;
-                    j += 1;
+        let mut w = 0;
+        while w < windows.len() {
+            let mut batch_end = w + 1;
+            let mut prefetched: Vec<Option<Vec<u8>>> = Vec::new();
+            if batched && windows[w].small {
+                let pack_id = rows[windows[w].rows.start].location.pack_id;
+                let mut bytes = windows[w].end - windows[w].start;
+                while let Some(next) = windows.get(batch_end)
+                    && next.small
+                    && rows[next.rows.start].location.pack_id == pack_id
+                    && bytes + (next.end - next.start) <= READ_BATCH_MAX
+                {
+                    bytes += next.end - next.start;
+                    batch_end += 1;
+                }
+                // Each window is at most WINDOW_MAX bytes, so its length fits in usize.
+                let ranges: Vec<(u64, usize)> = windows[w..batch_end]
+                    .iter()
+                    .map(|win| (win.start, (win.end - win.start) as usize))
+                    .collect();
+                // On failure (a truncated pack, say) each window is read again on its own
+                // below, so that only the affected objects are reported.
+                if let Ok(bufs) = self.packs().read_ranges(pack_id, &ranges)
+                    && bufs.len() == ranges.len()
+                    && bufs.iter().zip(&ranges).all(|(b, r)| b.len() == r.1)
+                {
+                    prefetched = bufs.into_iter().map(Some).collect();
                 }
             }
-            let window = &rows[i..j];
-            let pack_id = first.pack_id;
-            let sources: Vec<StoredSource> = if first.length > WINDOW_MAX {
-                vec![self.pack_source(first)]
-            } else {
-                // Bounded by WINDOW_MAX, checked above.
-                let mut bytes = vec![0u8; (end - start) as usize];
-                match self.packs().read_at(pack_id, start, &mut bytes) {
-                    Ok(()) => {
-                        let bytes = Arc::new(bytes);
-                        window
-                            .iter()
-                            .map(|e| StoredSource::Memory {
-                                buf: Arc::clone(&bytes),
-                                start: (e.location.offset - start) as usize,
-                                len: e.location.length as usize,
-                            })
-                            .collect()
-                    }
-                    // Part of the window is unreadable (a truncated pack, say): read each
-                    // object on its own so that only the affected ones are reported.
-                    Err(_) => window
-                        .iter()
-                        .map(|e| self.pack_source(e.location))
-                        .collect(),
-                }
-            };
-            for (row, source) in window.iter().zip(sources) {
-                let verdict = self.check_object(&row.hashkey, row.location, source, buf);
-                if verdict != Verdict::Good {
-                    self.confirm(&row.hashkey, Some((row.location, verdict)), report, buf)?;
+            for (k, win) in windows[w..batch_end].iter().enumerate() {
+                let bytes = prefetched.get_mut(k).and_then(Option::take);
+                let window = &rows[win.rows.clone()];
+                self.check_window(window, win, bytes, report, buf)?;
+                unreported += window.len();
+                if unreported >= PROGRESS_BATCH || !win.small {
+                    shared.progress.advance(unreported as u64);
+                    unreported = 0;
+                    check_stop(shared.progress)?;
                 }
             }
-            unreported += window.len();
-            if unreported >= PROGRESS_BATCH || first.length > WINDOW_MAX {
-                shared.progress.advance(unreported as u64);
-                unreported = 0;
-                check_stop(shared.progress)?;
-            }
-            i = j;
+            w = batch_end;
         }
         if unreported > 0 {
             shared.progress.advance(unreported as u64);
         }
         check_stop(shared.progress)
+    }
+
+    /// Checks the rows of one window, from `bytes` (the window read already) or read now.
+    fn check_window(
+        &self,
+        window: &[PackedEntry],
+        win: &Window,
+        bytes: Option<Vec<u8>>,
+        report: &mut ValidationReport,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let first = window[0].location;
+        let sources: Vec<StoredSource> = if !win.small {
+            vec![self.pack_source(first)]
+        } else {
+            let bytes = match bytes {
+                Some(b) => Ok(b),
+                None => {
+                    // Bounded by WINDOW_MAX (a small window).
+                    let mut b = vec![0u8; (win.end - win.start) as usize];
+                    self.packs()
+                        .read_at(first.pack_id, win.start, &mut b)
+                        .map(|()| b)
+                }
+            };
+            match bytes {
+                Ok(bytes) => {
+                    let bytes = Arc::new(bytes);
+                    window
+                        .iter()
+                        .map(|e| StoredSource::Memory {
+                            buf: Arc::clone(&bytes),
+                            start: (e.location.offset - win.start) as usize,
+                            len: e.location.length as usize,
+                        })
+                        .collect()
+                }
+                // Part of the window is unreadable (a truncated pack, say): read each
+                // object on its own so that only the affected ones are reported.
+                Err(_) => window
+                    .iter()
+                    .map(|e| self.pack_source(e.location))
+                    .collect(),
+            }
+        };
+        for (row, source) in window.iter().zip(sources) {
+            let verdict = self.check_object(&row.hashkey, row.location, source, buf);
+            if verdict != Verdict::Good {
+                self.confirm(&row.hashkey, Some((row.location, verdict)), report, buf)?;
+            }
+        }
+        Ok(())
     }
 
     fn pack_source(&self, loc: PackedLocation) -> StoredSource {
@@ -985,4 +1027,51 @@ fn hash_file(
         Err(e) => return Err(e),
     };
     hash_stream(file, hash_type, buf).map(|(k, _)| Some(k))
+}
+
+/// Rows of a chunk read together: `rows` of the chunk, whose bytes are `start..end` of their
+/// pack. A window that is not `small` is one object larger than [`WINDOW_MAX`], streamed.
+#[derive(Debug, Clone)]
+struct Window {
+    rows: std::ops::Range<usize>,
+    start: u64,
+    end: u64,
+    small: bool,
+}
+
+/// Groups neighbouring rows (in offset order) into windows of up to [`WINDOW_MAX`] bytes,
+/// without overlapping rows or holes larger than [`WINDOW_GAP_MAX`].
+fn plan_windows(rows: &[PackedEntry]) -> Vec<Window> {
+    let mut windows = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let first = rows[i].location;
+        let start = first.offset;
+        let mut end = start.saturating_add(first.length);
+        let mut j = i + 1;
+        let small = first.length <= WINDOW_MAX;
+        if small {
+            while j < rows.len() {
+                let l = rows[j].location;
+                let next_end = l.offset.saturating_add(l.length);
+                if l.pack_id != first.pack_id
+                    || l.offset < end
+                    || l.offset - end > WINDOW_GAP_MAX
+                    || next_end - start > WINDOW_MAX
+                {
+                    break;
+                }
+                end = next_end;
+                j += 1;
+            }
+        }
+        windows.push(Window {
+            rows: i..j,
+            start,
+            end,
+            small,
+        });
+        i = j;
+    }
+    windows
 }
