@@ -19,17 +19,8 @@ import time
 from pathlib import Path
 
 
-def gen_objects(n: int, seed: int, max_size: int = 1000) -> list[bytes]:
-    """bench.py's generator: sizes uniform in [0, max_size], first half random, second text."""
-    rng = random.Random(seed)
-    filler = b''.join(b'line %06d: the quick brown fox jumps over the lazy dog\n' % i for i in range(64))
-    out = []
-    for i in range(n):
-        size = rng.randint(0, max_size)
-        rnd = size // 2
-        start = (i * 7) % 256
-        out.append(rng.randbytes(rnd) + filler[start:start + size - rnd])
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from w1b import gen_objects  # noqa: E402  (bench.py's generator, one copy in this folder)
 
 
 def main() -> int:

@@ -14,23 +14,9 @@ use rsdos::{
     CompressMode, Container, InitOptions, NoProgress, PackOptions, PackWriteOptions,
     ValidateOptions,
 };
-use rsdos_testkit::data::{Rng, random_bytes, text_bytes};
+use rsdos_testkit::data::{Rng, small_objects};
 
 const N: usize = 10_000;
-
-fn objects(n: usize) -> Vec<Vec<u8>> {
-    let mut rng = Rng::new(1);
-    (0..n)
-        .map(|i| {
-            let len = rng.below(1001) as usize;
-            if i < n / 2 {
-                random_bytes(&mut rng, len)
-            } else {
-                text_bytes(&mut rng, len)
-            }
-        })
-        .collect()
-}
 
 fn fresh(dir: &Path, name: &str, algorithm: &str) -> Container {
     let algorithm = algorithm.parse().expect("algorithm");
@@ -64,7 +50,7 @@ fn shuffled(keys: &[String]) -> Vec<String> {
 }
 
 fn writes(c: &mut Criterion) {
-    let data = objects(N);
+    let data = small_objects(N, 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = c.benchmark_group("write");
     g.sample_size(10);
@@ -112,7 +98,7 @@ fn writes(c: &mut Criterion) {
 }
 
 fn maintenance(c: &mut Criterion) {
-    let data = objects(N);
+    let data = small_objects(N, 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = c.benchmark_group("maintenance");
     g.sample_size(10);
@@ -152,7 +138,7 @@ fn maintenance(c: &mut Criterion) {
 }
 
 fn reads(c: &mut Criterion) {
-    let data = objects(N);
+    let data = small_objects(N, 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let container = fresh(dir.path(), "r", "zstd+1");
     let keys = container

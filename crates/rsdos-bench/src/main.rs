@@ -10,23 +10,9 @@ use rsdos::{
     CleanOptions, CompressMode, Container, InitOptions, NoProgress, PackOptions, PackWriteOptions,
     ValidateOptions,
 };
-use rsdos_testkit::data::{Rng, random_bytes, text_bytes};
+use rsdos_testkit::data::{Rng, small_objects};
 
 mod remote;
-
-fn objects(n: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|i| {
-            let len = rng.below(1001) as usize;
-            if i < n / 2 {
-                random_bytes(&mut rng, len)
-            } else {
-                text_bytes(&mut rng, len)
-            }
-        })
-        .collect()
-}
 
 fn timed<T>(name: &str, items: usize, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let start = Instant::now();
@@ -85,6 +71,28 @@ fn op(mut args: impl Iterator<Item = String>) -> Result<()> {
     Ok(())
 }
 
+/// Reads every object of `keys` through one `read_many`; returns the bytes read.
+fn read_all(c: &Container, keys: &[String]) -> Result<usize> {
+    let mut total = 0;
+    for item in c.read_many(keys, true)? {
+        let mut item = item?;
+        if let Some(r) = item.reader.as_mut() {
+            total += r.read_to_end(&mut Vec::new())?;
+        }
+    }
+    Ok(total)
+}
+
+/// `keys` in a fixed random order.
+fn shuffled(keys: &[String]) -> Vec<String> {
+    let mut out = keys.to_vec();
+    let mut rng = Rng::new(2);
+    for i in (1..out.len()).rev() {
+        out.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    out
+}
+
 /// Writes `data` as loose objects of `c` without any fsync: benchmark set-up only, so the
 /// phases after it (pack, read, clean) can be profiled without waiting minutes for durable
 /// writes. Returns the hashkeys in `data`'s order.
@@ -116,7 +124,7 @@ fn phases(mut args: impl Iterator<Item = String>) -> Result<()> {
         None => tempfile::tempdir()?,
     };
     let only = args.next();
-    let data = objects(n, 1);
+    let data = small_objects(n, 1);
     let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     if wanted("pack_loose") || wanted("read") || wanted("validate") {
         let c = Container::init(&base.path().join("loose"), &InitOptions::default())?;
@@ -124,20 +132,9 @@ fn phases(mut args: impl Iterator<Item = String>) -> Result<()> {
         timed("pack_loose (no compression)", n, || {
             Ok(c.pack_loose(&PackOptions::default(), &NoProgress)?)
         })?;
-        let mut shuffled = keys.clone();
-        let mut rng = Rng::new(2);
-        for i in (1..shuffled.len()).rev() {
-            shuffled.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        let shuffled = shuffled(&keys);
         timed("read_many, packed, random order", n, || {
-            let mut total = 0;
-            for item in c.read_many(&shuffled, true)? {
-                let mut item = item?;
-                if let Some(r) = item.reader.as_mut() {
-                    total += r.read_to_end(&mut Vec::new())?;
-                }
-            }
-            Ok(total)
+            read_all(&c, &shuffled)
         })?;
         timed("validate", n, || {
             Ok(c.validate(&ValidateOptions::default(), &NoProgress)?)
@@ -193,7 +190,7 @@ fn main() -> Result<()> {
         Some(d) => tempfile::tempdir_in(d)?,
         None => tempfile::tempdir()?,
     };
-    let data = objects(n, 1);
+    let data = small_objects(n, 1);
     println!(
         "rsdos-bench: n = {n} objects of 0-1000 bytes ({} bytes)",
         data.iter().map(Vec::len).sum::<usize>()
@@ -205,36 +202,16 @@ fn main() -> Result<()> {
             .map(|d| Ok(c.add_object(d)?))
             .collect::<Result<Vec<_>>>()
     })?;
-    timed("read_many, loose", n, || {
-        let mut total = 0;
-        for item in c.read_many(&keys, true)? {
-            let mut item = item?;
-            if let Some(r) = item.reader.as_mut() {
-                total += r.read_to_end(&mut Vec::new())?;
-            }
-        }
-        Ok(total)
-    })?;
+    timed("read_many, loose", n, || read_all(&c, &keys))?;
     timed("pack_loose (no compression)", n, || {
         Ok(c.pack_loose(&PackOptions::default(), &NoProgress)?)
     })?;
     timed("clean (delete the loose copies)", n, || {
         Ok(c.clean(&CleanOptions::default(), &NoProgress)?)
     })?;
-    let mut shuffled = keys.clone();
-    let mut rng = Rng::new(2);
-    for i in (1..shuffled.len()).rev() {
-        shuffled.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    let shuffled = shuffled(&keys);
     timed("read_many, packed, random order", n, || {
-        let mut total = 0;
-        for item in c.read_many(&shuffled, true)? {
-            let mut item = item?;
-            if let Some(r) = item.reader.as_mut() {
-                total += r.read_to_end(&mut Vec::new())?;
-            }
-        }
-        Ok(total)
+        read_all(&c, &shuffled)
     })?;
     let single = n.min(10_000);
     timed("get_object one by one, packed", single, || {

@@ -24,9 +24,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use rsdos::{CleanOptions, Container, InitOptions, NoProgress, PackOptions};
-use rsdos_testkit::data::Rng;
+use rsdos_testkit::data::{Rng, small_objects};
 
-use super::{fill_loose_fast, objects};
+use super::fill_loose_fast;
 
 /// Random reads of each kind.
 const READS: usize = 10_000;
@@ -58,7 +58,7 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> Result<()> {
     };
     let shown = url.split('?').next().unwrap_or_default().to_string();
     let remote_url = with_fresh_prefix(&url);
-    let data = objects(n, 1);
+    let data = small_objects(n, 1);
     println!(
         "rsdos-bench remote: n = {n} objects of 0-1000 bytes ({} bytes), packs of {pack_mib} MiB, \
          up to {READS} random reads; remote {shown}",

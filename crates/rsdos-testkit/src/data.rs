@@ -57,3 +57,19 @@ pub fn text_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
     v.truncate(len);
     v
 }
+
+/// `n` objects of 0-1000 bytes as the benchmark harness makes them: the first half random,
+/// the second half text (compressible).
+pub fn small_objects(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let len = rng.below(1001) as usize;
+            if i < n / 2 {
+                random_bytes(&mut rng, len)
+            } else {
+                text_bytes(&mut rng, len)
+            }
+        })
+        .collect()
+}
