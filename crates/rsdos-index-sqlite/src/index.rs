@@ -21,8 +21,12 @@ const SCHEMA: &str = "CREATE TABLE db_object (
 CREATE UNIQUE INDEX ix_db_object_hashkey ON db_object (hashkey);";
 
 /// rsdos's secondary index (see the crate docs).
-const PACK_OFFSET_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS ix_rsdos_pack_offset ON db_object (pack_id, \"offset\")";
+/// rsdos's secondary index: per-pack scans in offset order, and, because it also carries
+/// `length` and `size`, a covering index for counts and totals (a scan of it reads a quarter
+/// of the bytes of the table, whose rows hold the 64-character hashkeys). An index made with
+/// the first two columns only (containers created before) serves the scans just as well.
+const PACK_OFFSET_INDEX: &str = "CREATE INDEX IF NOT EXISTS ix_rsdos_pack_offset \
+     ON db_object (pack_id, \"offset\", length, size)";
 
 /// Keys per `IN (...)` query. SQLite 3.32+ allows 32766 variables; this keeps statements small.
 const IN_CHUNK: usize = 900;

@@ -2,9 +2,10 @@
 //!
 //! The schema is exactly disk-objectstore's (one table `db_object`, a unique index on
 //! `hashkey`), in WAL mode, so either implementation can read and write the other's index.
-//! rsdos adds one secondary index, `ix_rsdos_pack_offset ON db_object(pack_id, offset)`, which
-//! disk-objectstore ignores and which makes per-pack scans (validate, repack, bulk reads)
-//! linear instead of a full table scan per page. It is created by [`SqliteIndex::create`] and
+//! rsdos adds one secondary index, `ix_rsdos_pack_offset ON db_object(pack_id, offset, length,
+//! size)`, which disk-objectstore ignores and which makes per-pack scans (validate, repack, bulk
+//! reads) linear instead of a full table scan per page, and counts and totals a scan of a
+//! small covering index. It is created by [`SqliteIndex::create`] and
 //! by [`SqliteIndex::ensure_pack_offset_index`]; every query also works without it.
 //!
 //! Every call takes a connection from a small pool, runs in autocommit mode or in one explicit

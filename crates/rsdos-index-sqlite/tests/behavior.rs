@@ -119,3 +119,33 @@ fn pack_offset_index_can_be_added_to_a_foreign_index() {
     sqlite.ensure_pack_offset_index().expect("idempotent");
     sqlite.ensure_pack_offset_index().expect("twice");
 }
+
+/// Counts and totals read rsdos's small covering index, not the table with its hashkeys.
+#[test]
+fn totals_scan_the_covering_pack_offset_index() {
+    let h = Harness::new();
+    let entries: Vec<_> = (0..50).map(|n| entry(n, n / 10, n * 100)).collect();
+    h.index.insert(&entries).expect("insert");
+    let totals = h.index.totals().expect("totals");
+    assert_eq!(totals.count, 50);
+    assert_eq!(
+        totals.size,
+        entries.iter().map(|e| e.location.size).sum::<u64>()
+    );
+    let conn = rusqlite::Connection::open(h.dir.path().join("packs.idx")).expect("open");
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT count(*), COALESCE(SUM(size), 0), \
+             COALESCE(SUM(length), 0) FROM db_object",
+        )
+        .expect("prepare")
+        .query_map([], |r| r.get(3))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("COVERING INDEX ix_rsdos_pack_offset")),
+        "{plan:?}"
+    );
+}
