@@ -288,15 +288,23 @@ impl<'c> PackWriter<'c> {
                     })
                 })
                 .collect();
-            let mut out: Vec<Option<Vec<u8>>> = first
-                .iter()
-                .map(|p| compress_one(own, p))
-                .collect::<Result<_>>()?;
-            for h in handles {
-                let part = h.join().map_err(|_| {
-                    Error::InvalidArgument("BUG: a compression thread panicked".into())
-                })??;
-                out.extend(part);
+            let own_part: Result<Vec<Option<Vec<u8>>>> =
+                first.iter().map(|p| compress_one(own, p)).collect();
+            // Every helper is joined before any error is returned: a helper that panicked
+            // becomes an error here instead of a panic of the scope.
+            let parts: Vec<Result<Vec<Option<Vec<u8>>>>> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidArgument(
+                            "BUG: a compression thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect();
+            let mut out = own_part?;
+            for part in parts {
+                out.extend(part?);
             }
             Ok(out)
         })
@@ -416,6 +424,13 @@ impl<'c> PackWriter<'c> {
         };
         if self.fsync {
             appender.sync()?;
+        } else {
+            // Without fsync the rows must still point at bytes in the file: a buffering
+            // appender writes them out here, and a failure (a full disk) stops the commit.
+            let pack_id = appender.pack_id();
+            appender
+                .flush()
+                .map_err(|e| Error::io("write pack", format!("pack {pack_id}"), e))?;
         }
         self.inserted += self.container.index().insert(&self.rows)?;
         self.committed
