@@ -108,6 +108,11 @@ impl LooseStore {
         self.hash_type
     }
 
+    /// The folder where objects are written before they are moved into place (`sandbox/`).
+    pub(crate) fn sandbox_dir(&self) -> &Path {
+        &self.sandbox
+    }
+
     /// Creates a new, empty file in `sandbox/` under a fresh uuid4-hex name.
     pub(crate) fn create_sandbox_file(&self) -> Result<(File, PathBuf)> {
         let tmp = self.sandbox.join(uuid::Uuid::new_v4().simple().to_string());

@@ -19,8 +19,10 @@
 //! of the batch is as durable as after [`Container::add_object`].
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rsdos_core::{Error, Result, durable};
 
@@ -96,6 +98,11 @@ pub struct WriteBatchReport {
     pub flushes: u64,
 }
 
+/// Objects wait in `sandbox/` at most this long before the batch flushes by itself (checked
+/// when an object is added): `clean` and the automatic packer delete sandbox files older than
+/// an hour, taking them for leftovers of killed writers.
+const PENDING_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+
 /// One object written to `sandbox/`, not yet durable nor visible.
 #[derive(Debug)]
 struct Pending {
@@ -122,6 +129,12 @@ pub struct WriteBatch {
     /// Keys of `pending`, so that content repeated in the batch is written once.
     pending_keys: HashSet<String>,
     pending_bytes: u64,
+    /// When the first pending object was written.
+    pending_since: Option<Instant>,
+    /// The `syncfs` handle of this flush cycle, opened before its first sandbox file was
+    /// written (so that it sees every write-back error of the cycle); `None` when the files
+    /// are synced one by one instead.
+    sync_handle: Option<File>,
     report: WriteBatchReport,
 }
 
@@ -140,6 +153,8 @@ impl Container {
             pending: Vec::new(),
             pending_keys: HashSet::new(),
             pending_bytes: 0,
+            pending_since: None,
+            sync_handle: None,
             report: WriteBatchReport::default(),
         }
     }
@@ -167,13 +182,13 @@ impl WriteBatch {
     /// Adds `data` and returns its hashkey. Neither durable nor visible before the batch is
     /// flushed; content already added to this batch is not written again.
     pub fn add_object(&mut self, data: &[u8]) -> Result<String> {
-        let loose = self.container.loose_store();
-        let key = loose.hash_type().hash_hex(data);
+        let key = self.container.loose_store().hash_type().hash_hex(data);
         self.report.added += 1;
         if self.pending_keys.contains(&key) {
             return Ok(key);
         }
-        let (mut file, tmp) = loose.create_sandbox_file()?;
+        self.start_cycle()?;
+        let (mut file, tmp) = self.container.loose_store().create_sandbox_file()?;
         if let Err(e) = file.write_all(data) {
             drop(file);
             let _ = std::fs::remove_file(&tmp);
@@ -187,6 +202,7 @@ impl WriteBatch {
     /// Adds everything `reader` yields (streamed in bounded memory) and returns its hashkey.
     /// Neither durable nor visible before the batch is flushed.
     pub fn add_stream(&mut self, reader: &mut dyn Read) -> Result<String> {
+        self.start_cycle()?;
         let (tmp, key, len) = self.container.loose_store().write_sandbox(reader)?;
         self.report.added += 1;
         if self.pending_keys.contains(&key) {
@@ -203,8 +219,25 @@ impl WriteBatch {
         self.pending_bytes += len;
         if self.pending.len() >= self.options.max_objects.max(1)
             || self.pending_bytes >= self.options.max_bytes
+            || self
+                .pending_since
+                .is_some_and(|t| t.elapsed() >= PENDING_MAX_AGE)
         {
             self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Before the first sandbox file of a flush cycle: notes the time and opens the `syncfs`
+    /// handle of the cycle.
+    fn start_cycle(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            self.pending_since = Some(Instant::now());
+            self.sync_handle = if self.options.use_syncfs {
+                durable::sync_filesystem_handle(self.container.loose_store().sandbox_dir())?
+            } else {
+                None
+            };
         }
         Ok(())
     }
@@ -222,7 +255,9 @@ impl WriteBatch {
         let pending = std::mem::take(&mut self.pending);
         self.pending_keys.clear();
         self.pending_bytes = 0;
+        self.pending_since = None;
         let result = self.flush_pending(&pending);
+        self.sync_handle = None;
         // Whatever happened, no sandbox file of this flush may stay behind: those moved into
         // place are gone already (NotFound), the others are discarded.
         if result.is_err() {
@@ -303,12 +338,17 @@ impl WriteBatch {
         Ok(())
     }
 
-    /// `syncfs` of the container's file system if available and wanted; false otherwise.
+    /// `syncfs` of the file system of `sandbox/` (which holds `loose/` too: the renames would
+    /// fail otherwise) through the cycle's handle; false when there is none (not wanted, not
+    /// Linux, or a kernel whose `syncfs` does not report write-back errors).
     fn sync_filesystem(&self) -> Result<bool> {
-        if !self.options.use_syncfs {
-            return Ok(false);
+        match &self.sync_handle {
+            Some(handle) => {
+                durable::sync_filesystem(handle, self.container.loose_store().sandbox_dir())?;
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        durable::sync_filesystem(self.container.path())
     }
 
     /// Flushes what is pending and ends the batch: every object added is durable and visible.
