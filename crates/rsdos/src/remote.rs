@@ -191,9 +191,11 @@ impl PacksLocation {
         }
         let json = serde_json::json!({"version": 1, "url": url, "options": map});
         let path = root.join(PACKS_SETTING_FILE);
-        durable::write_atomic(&path, json.to_string().as_bytes())?;
         if with_credentials {
-            restrict_to_owner(&path)?;
+            // Created owner-only: the secrets are never readable by others, not for a moment.
+            durable::write_atomic_private(&path, json.to_string().as_bytes())?;
+        } else {
+            durable::write_atomic(&path, json.to_string().as_bytes())?;
         }
         Ok(())
     }
@@ -251,18 +253,6 @@ fn open_store(url: &str, _options: &RemoteOptions, _staging: &Path) -> Result<Re
     })
 }
 
-#[cfg(unix)]
-fn restrict_to_owner(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::io("restrict permissions of", path, e))
-}
-
-#[cfg(not(unix))]
-fn restrict_to_owner(_path: &Path) -> Result<()> {
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +287,14 @@ mod tests {
             .expect("read")
             .expect("present");
         assert_eq!(back, loc);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(PACKS_SETTING_FILE))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "credentials readable by others: {mode:o}");
+        }
     }
 }
