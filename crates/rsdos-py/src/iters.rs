@@ -23,7 +23,8 @@ const ITEM_BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Items of a batch that hold an open file (loose objects, large streamed ones) at most, so a
 /// batch never needs more than a few file descriptors.
 const ITEM_BATCH_OPEN_FILES: usize = 16;
-/// Objects above this size are streamed (their reader holds a pack handle).
+/// Packed objects stored in more bytes than this are streamed (their reader holds a pack
+/// handle): read_many's window size.
 const STREAMED_MIN: u64 = 1024 * 1024;
 
 fn poisoned<T>(_: T) -> PyErr {
@@ -163,8 +164,10 @@ fn fill_batch(reader: &mut ManyReader, queue: &mut VecDeque<ManyItem>) -> rsdos:
         let item = item?;
         let size = item.meta.size.unwrap_or(0);
         bytes = bytes.saturating_add(size);
+        // read_many streams packed objects by their stored length, loose ones always hold a file.
+        let stored = item.meta.packed.map_or(size, |p| p.length);
         let holds_file = item.reader.is_some()
-            && (item.meta.object_type == rsdos::ObjectType::Loose || size > STREAMED_MIN);
+            && (item.meta.object_type == rsdos::ObjectType::Loose || stored > STREAMED_MIN);
         queue.push_back(item);
         if holds_file {
             open_files += 1;
