@@ -48,7 +48,8 @@ impl HashType {
             )
         } else if !hashkey
             .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            // Without short-circuiting the check vectorises: a bulk read validates 100,000 keys.
+            .fold(true, |ok, b| ok & matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             "only lowercase hex characters 0-9 a-f are allowed".to_string()
         } else {

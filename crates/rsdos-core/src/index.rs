@@ -45,7 +45,8 @@ pub trait ObjectIndex: Send + Sync + Debug {
     /// The location of `hashkey`, or `None` if it is not packed.
     fn get(&self, hashkey: &str) -> Result<Option<PackedLocation>>;
 
-    /// The entries of those `hashkeys` that are packed (each once, any order).
+    /// The entries of those `hashkeys` that are packed: only keys asked for, each once however
+    /// often it was asked, in any order.
     fn get_many(&self, hashkeys: &[&str]) -> Result<Vec<PackedEntry>>;
 
     /// Inserts entries in one transaction, skipping hashkeys already present; returns the number

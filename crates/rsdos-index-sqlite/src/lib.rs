@@ -25,5 +25,6 @@
 //! ```
 
 mod index;
+mod key_set;
 
 pub use index::SqliteIndex;

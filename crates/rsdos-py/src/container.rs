@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::{MutexExt, RwLockExt};
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use rsdos::{
     BackupOptions, CleanOptions, CompressMode, CompressionAlgorithm, Container, HashType,
     InitOptions, PackOptions, PackWriteOptions, RepackOptions, ValidateOptions,
@@ -429,7 +429,8 @@ impl PyContainer {
             .detach(|| c.open_object(hashkey))
             .map_err(|e| to_pyerr(py, e))?;
         let meta = object_meta(py, reader.meta())?;
-        let stream = Bound::new(py, ObjectStream::new(reader))?.into_any();
+        let key = PyString::new(py, reader.hashkey()).unbind();
+        let stream = Bound::new(py, ObjectStream::new(reader, key))?.into_any();
         PyTuple::new(py, [stream, meta])
     }
 
@@ -443,7 +444,7 @@ impl PyContainer {
         let c = self.handle(py)?;
         let (valid, invalid) = split_keys(&c, hashkeys);
         let reader = py
-            .detach(|| c.read_many(valid, skip_if_missing))
+            .detach(|| c.read_many_owned(valid, skip_if_missing))
             .map_err(|e| to_pyerr(py, e))?;
         Ok(ManyIter::new(reader, dedup(invalid), skip_if_missing))
     }
@@ -458,7 +459,7 @@ impl PyContainer {
         let c = self.handle(py)?;
         let (valid, invalid) = split_keys(&c, hashkeys);
         let mut many = py
-            .detach(|| c.read_many(valid, skip_if_missing))
+            .detach(|| c.read_many_owned(valid, skip_if_missing))
             .map_err(|e| to_pyerr(py, e))?;
         let out = PyDict::new(py);
         loop {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyString, PyTuple};
 use rsdos::{ManyItem, ManyReader, ObjectMeta};
 
 use crate::errors::to_pyerr;
@@ -103,16 +103,16 @@ impl ManyIter {
         match next {
             Some(Ok(item)) => {
                 let meta = object_meta(py, &item.meta)?;
+                let key = PyString::new(py, &item.hashkey);
                 let stream = match item.reader {
                     Some(r) => {
-                        let s = Py::new(py, ObjectStream::new(r))?;
+                        let s = Py::new(py, ObjectStream::new(r, key.clone().unbind()))?;
                         st.previous = Some(s.clone_ref(py));
                         s.into_bound(py).into_any()
                     }
                     None => py.None().into_bound(py),
                 };
-                let key = item.hashkey.into_pyobject(py)?.into_any();
-                Ok(Some(PyTuple::new(py, [key, stream, meta])?))
+                Ok(Some(PyTuple::new(py, [key.into_any(), stream, meta])?))
             }
             Some(Err(e)) => {
                 st.reader = None;

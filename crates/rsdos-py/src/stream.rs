@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::{MutexExt, PyOnceLock};
-use pyo3::types::{PyBytes, PyList, PyMemoryView, PySlice, PyType};
+use pyo3::types::{PyBytes, PyList, PyMemoryView, PySlice, PyString, PyType};
 use rsdos::ObjectReader;
 
 use crate::errors::{closed_file, error_message, to_pyerr};
@@ -31,8 +31,12 @@ struct StreamState {
 pub(crate) struct ObjectStream {
     state: Mutex<StreamState>,
     size: u64,
-    hashkey: String,
+    /// The same string object as the key yielded beside the stream (no copy per object).
+    hashkey: Py<PyString>,
 }
+
+/// Reads of at most this many bytes from memory are done with the GIL held.
+const IN_PLACE_READ_MAX: usize = 64 * 1024;
 
 fn poisoned<T>(_: T) -> PyErr {
     PyRuntimeError::new_err("a previous operation on this stream panicked")
@@ -73,10 +77,10 @@ fn fill(reader: &mut ObjectReader, peek: &mut Vec<u8>, buf: &mut [u8]) -> std::i
 }
 
 impl ObjectStream {
-    pub(crate) fn new(reader: ObjectReader) -> Self {
+    pub(crate) fn new(reader: ObjectReader, hashkey: Py<PyString>) -> Self {
         ObjectStream {
             size: reader.size(),
-            hashkey: reader.hashkey().to_string(),
+            hashkey,
             state: Mutex::new(StreamState {
                 reader: Some(reader),
                 pos: 0,
@@ -109,11 +113,19 @@ impl ObjectStream {
         let n = usize::try_from(n).map_err(|_| PyValueError::new_err("read size too large"))?;
         let peek = &mut st.peek;
         let mut failure = None;
+        // Releasing and taking back the GIL costs more than copying a small object out of a
+        // bulk read's window: such reads stay on this thread.
+        let in_place = n <= IN_PLACE_READ_MAX && reader.reads_from_memory();
         let bytes = PyBytes::new_with(py, n, |buf| {
-            if n > 0
-                && let Err(e) = py.detach(|| fill(reader, peek, buf))
-            {
-                failure = Some(e);
+            if n > 0 {
+                let read = if in_place {
+                    fill(reader, peek, buf)
+                } else {
+                    py.detach(|| fill(reader, peek, buf))
+                };
+                if let Err(e) = read {
+                    failure = Some(e);
+                }
             }
             Ok(())
         })?;
@@ -367,8 +379,8 @@ impl ObjectStream {
 
     /// The hashkey of the object (rsdos addition).
     #[getter]
-    fn hashkey(&self) -> &str {
-        &self.hashkey
+    fn hashkey(&self, py: Python<'_>) -> Py<PyString> {
+        self.hashkey.clone_ref(py)
     }
 
     /// The size of the object in bytes (rsdos addition).

@@ -3,7 +3,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyString};
 use rsdos::{ObjectMeta, ObjectType};
 
 /// `rsdos.dataclasses.ObjectMeta(type, size, pack_id, pack_compressed, pack_offset,
@@ -33,38 +33,34 @@ pub(crate) fn object_meta<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<B
                 .unbind(),
         )
     })?;
-    let args = match meta.packed {
-        Some(p) => PyTuple::new(
-            py,
-            [
-                object_type.clone_ref(py),
-                meta.size.into_pyobject(py)?.into_any().unbind(),
-                p.pack_id.into_pyobject(py)?.into_any().unbind(),
-                pyo3::types::PyBool::new(py, p.compressed)
-                    .to_owned()
-                    .into_any()
-                    .unbind(),
-                p.offset.into_pyobject(py)?.into_any().unbind(),
-                p.length.into_pyobject(py)?.into_any().unbind(),
-            ],
-        )?,
-        None => PyTuple::new(
-            py,
-            [
-                object_type.clone_ref(py),
-                meta.size.into_pyobject(py)?.into_any().unbind(),
-                py.None(),
-                py.None(),
-                py.None(),
-                py.None(),
-            ],
-        )?,
+    let none = || py.None().into_bound(py);
+    let values: [Bound<'py, PyAny>; 6] = match meta.packed {
+        Some(p) => [
+            object_type.bind(py).clone(),
+            meta.size.into_pyobject(py)?.into_any(),
+            p.pack_id.into_pyobject(py)?.into_any(),
+            pyo3::types::PyBool::new(py, p.compressed)
+                .to_owned()
+                .into_any(),
+            p.offset.into_pyobject(py)?.into_any(),
+            p.length.into_pyobject(py)?.into_any(),
+        ],
+        None => [
+            object_type.bind(py).clone(),
+            meta.size.into_pyobject(py)?.into_any(),
+            none(),
+            none(),
+            none(),
+            none(),
+        ],
     };
     // The dataclass is frozen, so its generated `__init__` sets each field through
     // `object.__setattr__` (~1.3 µs per object, a quarter of a bulk read's time per object).
     // Filling the instance dictionary directly gives the same object: no field has a default
-    // factory or a `__post_init__`.
+    // factory or a `__post_init__`. The field names are interned once: interning them per
+    // object (a lookup in the interpreter's table of interned strings) cost as much again.
     static OBJECT_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static FIELD_NAMES: PyOnceLock<[Py<PyString>; 6]> = PyOnceLock::new();
     let object_new = OBJECT_NEW.get_or_try_init(py, || {
         Ok::<_, PyErr>(
             py.import("builtins")?
@@ -73,11 +69,13 @@ pub(crate) fn object_meta<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<B
                 .unbind(),
         )
     })?;
+    let names =
+        FIELD_NAMES.get_or_init(py, || META_FIELDS.map(|n| PyString::intern(py, n).unbind()));
     let instance = object_new.bind(py).call1((class.bind(py),))?;
     let dict = instance.getattr(pyo3::intern!(py, "__dict__"))?;
     let dict = dict.cast::<PyDict>()?;
-    for (name, value) in META_FIELDS.iter().zip(args.iter()) {
-        dict.set_item(PyString::intern(py, name), value)?;
+    for (name, value) in names.iter().zip(values) {
+        dict.set_item(name.bind(py), value)?;
     }
     Ok(instance)
 }

@@ -117,13 +117,20 @@ impl ManyReader {
         entries.sort_unstable_by(|a, b| {
             (a.location.pack_id, a.location.offset).cmp(&(b.location.pack_id, b.location.offset))
         });
-        let mut done: foldhash::HashSet<&str> =
-            entries.iter().map(|e| e.hashkey.as_str()).collect();
-        let mut not_packed: Vec<String> = hashkeys
-            .iter()
-            .filter(|k| done.insert(k.as_str()))
-            .cloned()
-            .collect();
+        // The index answers only keys asked for, each once: as many answers as keys means every
+        // key is packed (and none repeated), and the set below (a cache miss per key) is not
+        // needed.
+        let mut not_packed: Vec<String> = if entries.len() == hashkeys.len() {
+            Vec::new()
+        } else {
+            let mut done: foldhash::HashSet<&str> =
+                entries.iter().map(|e| e.hashkey.as_str()).collect();
+            hashkeys
+                .iter()
+                .filter(|k| done.insert(k.as_str()))
+                .cloned()
+                .collect()
+        };
         // Loose files in name order: one shard folder after the other.
         not_packed.sort_unstable();
         let mut groups: VecDeque<Vec<PackedEntry>> = VecDeque::new();

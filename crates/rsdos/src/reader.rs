@@ -285,6 +285,17 @@ impl ObjectReader {
         self.size
     }
 
+    /// True when reading needs no file or network I/O: the stored bytes are already in memory
+    /// (a window of a bulk read), only copying or decompressing them is left. Bindings use it
+    /// to keep small reads on the calling thread instead of handing the work off.
+    pub fn reads_from_memory(&self) -> bool {
+        match &self.body {
+            Body::Loose(_) => false,
+            Body::Raw(r) => matches!(r, RawReader::Memory { .. }),
+            Body::Decoded { source, .. } => matches!(source, StoredSource::Memory { .. }),
+        }
+    }
+
     /// Reads the rest of the object into a vector (preallocating at most 64 MiB up front, so a
     /// corrupt size cannot exhaust memory).
     pub fn read_all(&mut self) -> io::Result<Vec<u8>> {

@@ -512,6 +512,24 @@ fn read_many_serves_pack_order_then_loose_then_missing_each_once() {
     assert!(skipped.is_empty());
     let contents_map = c.get_many(&ask, true).expect("get_many");
     assert_eq!(contents_map.len(), 65);
+    // Owned keys: the same objects in the same order; a malformed key is refused.
+    let owned: Vec<(String, rsdos::ObjectMeta)> = c
+        .read_many_owned(ask.clone(), false)
+        .expect("read owned")
+        .map(|i| i.map(|i| (i.hashkey, i.meta)))
+        .collect::<Result<_, _>>()
+        .expect("owned items");
+    let borrowed: Vec<(String, rsdos::ObjectMeta)> = c
+        .read_many(&ask, false)
+        .expect("read")
+        .map(|i| i.map(|i| (i.hashkey, i.meta)))
+        .collect::<Result<_, _>>()
+        .expect("items");
+    assert_eq!(owned, borrowed);
+    let mut bad = ask.clone();
+    bad.push("not a hashkey".to_string());
+    let err = c.read_many_owned(bad, true).expect_err("malformed key");
+    assert_eq!(err.kind(), rsdos::ErrorKind::InvalidHashkey, "{err}");
 }
 
 #[test]
