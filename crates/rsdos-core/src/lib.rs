@@ -29,6 +29,7 @@
 mod compression;
 mod config;
 pub mod durable;
+mod early_writeback;
 mod error;
 mod hash_type;
 mod index;
@@ -39,6 +40,7 @@ mod utc_time;
 
 pub use compression::{CompressMode, CompressionAlgorithm};
 pub use config::{CONTAINER_VERSION, ContainerConfig, DEFAULT_PACK_SIZE_TARGET};
+pub use early_writeback::{EARLY_WRITEBACK_STEP, EarlyWriteback};
 pub use error::{Error, ErrorKind, Result};
 pub use hash_type::{HashType, ObjectHasher};
 pub use index::{HashkeyIter, IndexTotals, ObjectIndex, ObjectIndexExt, PackEntryIter};

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use rsdos_core::{Error, HashType, ObjectIndex, Result, durable};
+use rsdos_core::{EarlyWriteback, Error, HashType, ObjectIndex, Result, durable};
 
 use crate::hashing::{StreamHasher, read_up_to};
 
@@ -128,7 +128,7 @@ impl LooseStore {
     /// file's path, the hashkey and the length. The file is removed again on error.
     pub(crate) fn write_sandbox(&self, reader: &mut dyn Read) -> Result<(PathBuf, String, u64)> {
         let (mut file, tmp) = self.create_sandbox_file()?;
-        let result = self.stream_into(&mut file, &tmp, reader);
+        let result = self.stream_into(&mut file, &tmp, reader, false);
         drop(file);
         match result {
             Ok((key, len)) => Ok((tmp, key, len)),
@@ -139,15 +139,19 @@ impl LooseStore {
         }
     }
 
-    /// Copies `reader` into `file` while hashing; returns the hashkey and the length.
+    /// Copies `reader` into `file` while hashing; returns the hashkey and the length. With
+    /// `durable`, a large object's data goes to disk along the way ([`EarlyWriteback`]), so
+    /// the caller's final `sync_data` has little left to wait for.
     fn stream_into(
         &self,
         file: &mut File,
         tmp: &Path,
         reader: &mut dyn Read,
+        durable: bool,
     ) -> Result<(String, u64)> {
         // Large objects are hashed on a helper thread while this one reads and writes.
         let mut hasher = StreamHasher::new(self.hash_type);
+        let mut writeback = durable.then(EarlyWriteback::new);
         let mut len = 0u64;
         COPY_BUF.with(|buf| -> Result<()> {
             let mut buf = buf.borrow_mut();
@@ -160,6 +164,9 @@ impl LooseStore {
                 hasher.update(&buf[..n]);
                 file.write_all(&buf[..n])
                     .map_err(|e| Error::io("write sandbox file", tmp, e))?;
+                if let Some(w) = writeback.as_mut() {
+                    w.wrote(file, n as u64);
+                }
                 len += n as u64;
                 if n < buf.len() {
                     // read_up_to only returns short at the end of the input.
@@ -168,6 +175,9 @@ impl LooseStore {
             }
             Ok(())
         })?;
+        if let Some(mut w) = writeback {
+            w.finish().map_err(|e| Error::io("fsync", tmp, e))?;
+        }
         Ok((hasher.finish()?, len))
     }
 
@@ -179,7 +189,7 @@ impl LooseStore {
         reader: &mut dyn Read,
         index: &dyn ObjectIndex,
     ) -> Result<(String, bool)> {
-        let (key, len) = self.stream_into(file, tmp, reader)?;
+        let (key, len) = self.stream_into(file, tmp, reader, true)?;
         if index.get(&key)?.is_some() {
             // Packed: the index commit made it durable.
             return Ok((key, false));
