@@ -27,6 +27,11 @@ pub struct EarlyWriteback {
     step: u64,
     unsynced: u64,
     started: Option<Started>,
+    /// `File::sync_data`, replaced in tests.
+    sync: fn(&File) -> io::Result<()>,
+    /// No helper could be had (no second handle of the file, or no thread): the final sync
+    /// does all the work, as without this type.
+    unavailable: bool,
 }
 
 #[derive(Debug)]
@@ -53,6 +58,8 @@ impl EarlyWriteback {
             step,
             unsynced: 0,
             started: None,
+            sync: File::sync_data,
+            unavailable: false,
         }
     }
 
@@ -62,14 +69,17 @@ impl EarlyWriteback {
     /// that handle cannot be had, nothing is synced early (the final sync does it all).
     pub fn wrote(&mut self, file: &File, n: u64) {
         self.unsynced = self.unsynced.saturating_add(n);
-        if self.unsynced < self.step {
+        if self.unsynced < self.step || self.unavailable {
             return;
         }
         if self.started.is_none() {
-            match file.try_clone() {
-                Ok(handle) => self.started = Some(Started::spawn(handle)),
+            match file
+                .try_clone()
+                .and_then(|handle| Started::spawn(handle, self.sync))
+            {
+                Ok(started) => self.started = Some(started),
                 Err(_) => {
-                    self.unsynced = 0;
+                    self.unavailable = true;
                     return;
                 }
             }
@@ -104,24 +114,27 @@ impl Drop for EarlyWriteback {
 }
 
 impl Started {
-    fn spawn(file: File) -> Self {
+    fn spawn(file: File, sync: fn(&File) -> io::Result<()>) -> io::Result<Self> {
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         let error = Arc::new(Mutex::new(None));
         let seen = Arc::clone(&error);
-        let worker = std::thread::spawn(move || {
-            while woken.recv().is_ok() {
-                if let Err(e) = file.sync_data()
-                    && let Ok(mut slot) = seen.lock()
-                {
-                    slot.get_or_insert(e);
+        // A thread the system refuses is no error: the final sync does the work instead.
+        let worker = std::thread::Builder::new()
+            .name("rsdos-writeback".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    if let Err(e) = sync(&file)
+                        && let Ok(mut slot) = seen.lock()
+                    {
+                        slot.get_or_insert(e);
+                    }
                 }
-            }
-        });
-        Started {
+            })?;
+        Ok(Started {
             wake,
             worker,
             error,
-        }
+        })
     }
 
     fn stop(self) -> io::Result<()> {
@@ -144,6 +157,34 @@ impl Started {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static SYNCS: AtomicUsize = AtomicUsize::new(0);
+
+    fn counting_failing_sync(_: &File) -> io::Result<()> {
+        SYNCS.fetch_add(1, Ordering::SeqCst);
+        Err(io::Error::other("disk on fire"))
+    }
+
+    /// The helper really syncs, `finish` waits for it, and an error of its sync reaches the
+    /// writer (who could not see it again from its own sync).
+    #[test]
+    fn a_helpers_sync_error_is_returned_by_finish() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut f = File::create(dir.path().join("f")).expect("create");
+        let mut wb = EarlyWriteback::with_step(4096);
+        wb.sync = counting_failing_sync;
+        for _ in 0..8 {
+            f.write_all(&[3u8; 4096]).expect("write");
+            wb.wrote(&f, 4096);
+        }
+        let err = wb.finish().expect_err("the helper's error");
+        assert_eq!(err.to_string(), "disk on fire");
+        assert!(SYNCS.load(Ordering::SeqCst) >= 1, "the helper synced");
+        // Reported once; a later round starts clean.
+        wb.wrote(&f, 10);
+        wb.finish().expect("nothing new");
+    }
 
     #[test]
     fn small_files_start_no_thread() {

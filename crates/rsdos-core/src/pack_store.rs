@@ -162,4 +162,13 @@ pub trait PackAppender: Write + Send {
     /// Cuts the pack back to `len` bytes (at least its length when the appender was opened),
     /// dropping an object that turned out to be a duplicate or failed half-way.
     fn truncate(&mut self, len: u64) -> Result<()>;
+
+    /// Tells the appender that its writer will [`sync`](Self::sync) what it writes, so that
+    /// it may write large appends to disk along the way (see
+    /// [`EarlyWriteback`](crate::EarlyWriteback)). Off until called; a writer that never syncs
+    /// leaves it off, so it does no disk writes it did not ask for. Stores with nothing to
+    /// gain ignore it.
+    fn write_back_early(&mut self, on: bool) {
+        let _ = on;
+    }
 }

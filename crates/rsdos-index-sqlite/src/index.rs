@@ -39,8 +39,6 @@ const SCAN_MIN_KEYS: usize = 4096;
 /// ...when the keys are at least 1/SCAN_DENSITY of the rows: a scan step costs about an
 /// eighth of a probe.
 const SCAN_DENSITY: i64 = 8;
-/// A scan of a table with at least this many rows runs on two threads.
-const SCAN_SPLIT_MIN_ROWS: i64 = 16_384;
 
 /// How long a write waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -197,30 +195,12 @@ impl SqliteIndex {
         }
     }
 
-    /// The rows of `keys`, found by one scan of the table. A large table is scanned in two
-    /// halves of its rowid range at once, on two connections: a scan is one probe of the key
-    /// set per row, mostly waiting on memory, and both cores are free while a bulk read plans.
-    /// The halves may see different commits; every row is still read whole from one
-    /// transaction, as the probing path's chunks of keys are.
-    fn scan_for(&self, keys: &[&str], max_rowid: i64) -> Result<Vec<PackedEntry>> {
+    /// The rows of `keys`, found by one scan of the table in one transaction (so each key
+    /// comes back at most once: two scans of halves on two connections were tried, but they
+    /// see different commits and could return a key deleted and re-added meanwhile twice).
+    fn scan_for(&self, keys: &[&str]) -> Result<Vec<PackedEntry>> {
         let wanted = KeySet::new(keys);
-        let scan =
-            |low: i64, high: i64| self.with_conn(|c| scan_range(c, &wanted, low, high), "look up");
-        if max_rowid < SCAN_SPLIT_MIN_ROWS {
-            return scan(i64::MIN, i64::MAX);
-        }
-        let mid = max_rowid / 2;
-        let (low, high) = std::thread::scope(|s| {
-            let high = s.spawn(|| scan(mid + 1, i64::MAX));
-            let low = scan(i64::MIN, mid);
-            (low, high.join())
-        });
-        let mut out = low?;
-        match high {
-            Ok(high) => out.extend(high?),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-        Ok(out)
+        self.with_conn(|c| scan_table(c, &wanted), "look up")
     }
 
     /// Runs `f` on a pooled connection; the connection goes back to the pool unless it failed.
@@ -294,20 +274,12 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackedEntry> {
     })
 }
 
-/// The rows of `keys` (repeats allowed) found by one pass over the whole table: for a
-/// request that covers a good part of the table, a sequential scan with a set lookup per row
-/// costs a fraction of one B-tree probe per key (100k keys of 100k rows: ~3x faster).
-/// The rows of `wanted` among those with a rowid in `low..=high`.
-fn scan_range(
-    c: &Connection,
-    wanted: &KeySet<'_>,
-    low: i64,
-    high: i64,
-) -> rusqlite::Result<Vec<PackedEntry>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM db_object WHERE rowid BETWEEN ?1 AND ?2"
-    ))?;
-    let mut rows = stmt.query([low, high])?;
+/// The rows of `wanted` found by one pass over the whole table: for a request that covers a
+/// good part of the table, a sequential scan with a set lookup per row costs a fraction of one
+/// B-tree probe per key (100k keys of 100k rows: ~3x faster).
+fn scan_table(c: &Connection, wanted: &KeySet<'_>) -> rusqlite::Result<Vec<PackedEntry>> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM db_object"))?;
+    let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let hit = match row.get_ref(0)? {
@@ -350,7 +322,7 @@ impl ObjectIndex for SqliteIndex {
                 "look up",
             )?;
             if (hashkeys.len() as i64).saturating_mul(SCAN_DENSITY) >= max_rowid {
-                return self.scan_for(hashkeys, max_rowid);
+                return self.scan_for(hashkeys);
             }
         }
         self.with_conn(

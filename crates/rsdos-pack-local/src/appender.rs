@@ -176,8 +176,9 @@ pub(crate) struct LocalAppender {
     buffer: Vec<u8>,
     floor: u64,
     created: bool,
-    /// Large appends go to disk while the writer goes on, so that `sync` has little left.
-    writeback: EarlyWriteback,
+    /// Large appends go to disk while the writer goes on, so that `sync` has little left; only
+    /// once the writer said it syncs ([`PackAppender::write_back_early`]).
+    writeback: Option<EarlyWriteback>,
     _lock: PackLock,
 }
 
@@ -204,7 +205,7 @@ impl LocalAppender {
             buffer: Vec::new(),
             floor: position,
             created,
-            writeback: EarlyWriteback::new(),
+            writeback: None,
             _lock: lock,
         })
     }
@@ -217,7 +218,9 @@ impl LocalAppender {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.written += n as u64;
-                    self.writeback.wrote(&self.file, n as u64);
+                    if let Some(w) = self.writeback.as_mut() {
+                        w.wrote(&self.file, n as u64);
+                    }
                     data = &data[n..];
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -239,7 +242,9 @@ impl LocalAppender {
                 Ok(n) => {
                     done += n;
                     self.written += n as u64;
-                    self.writeback.wrote(&self.file, n as u64);
+                    if let Some(w) = self.writeback.as_mut() {
+                        w.wrote(&self.file, n as u64);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
@@ -297,9 +302,12 @@ impl PackAppender for LocalAppender {
     fn sync(&mut self) -> Result<()> {
         self.drain_buffer()
             .map_err(|e| Error::io("write pack", &self.path, e))?;
-        self.writeback
-            .finish()
-            .map_err(|e| Error::io("fsync pack", &self.path, e))?;
+        // A helper's sync error (also one about bytes truncated since) fails this sync: Linux
+        // reports a write-back error once per open file, and the helper shares this one.
+        if let Some(w) = self.writeback.as_mut() {
+            w.finish()
+                .map_err(|e| Error::io("fsync pack", &self.path, e))?;
+        }
         self.file
             .sync_data()
             .map_err(|e| Error::io("fsync pack", &self.path, e))?;
@@ -331,6 +339,15 @@ impl PackAppender for LocalAppender {
         self.buffer.clear();
         self.written = len;
         Ok(())
+    }
+
+    fn write_back_early(&mut self, on: bool) {
+        if !on {
+            // Stops a helper; an error it met is dropped with it, as nothing is synced.
+            self.writeback = None;
+        } else if self.writeback.is_none() {
+            self.writeback = Some(EarlyWriteback::new());
+        }
     }
 }
 
@@ -410,6 +427,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalPackStore::new(dir.path(), 4);
         let mut a = store.open_append(0).expect("open");
+        a.write_back_early(true);
         let block: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
         let step = rsdos_core::EARLY_WRITEBACK_STEP as usize;
         let blocks = step / block.len() + 6;

@@ -71,6 +71,9 @@ impl PackAppender for StagedAppender {
     fn truncate(&mut self, len: u64) -> Result<()> {
         self.inner.truncate(len)
     }
+    fn write_back_early(&mut self, on: bool) {
+        self.inner.write_back_early(on)
+    }
 }
 
 /// The appender of a pack that is already uploaded (and so sealed): it holds the pack lock, so

@@ -77,10 +77,12 @@ impl LooseStore {
 
     /// Writes one object from `reader` and returns its hashkey; durable when this returns.
     ///
-    /// The bytes go to a fresh file in `sandbox/` while being hashed. If the object already
-    /// exists (a row in the index, or a loose file of the right size, whose folder is then
-    /// synced) the sandbox file is dropped without an fsync. Otherwise: fsync of the file, rename into place, fsync of the
-    /// shard folder that received it (and of `loose/` when the shard folder is new).
+    /// The bytes go to a fresh file in `sandbox/` while being hashed (an object above 64 MiB is
+    /// synced along the way, see [`EarlyWriteback`]). If the object already exists (a row in
+    /// the index, or a loose file of the right size, whose folder is then synced) the sandbox
+    /// file is dropped without a final fsync. Otherwise: fsync of the file, rename into place,
+    /// fsync of the shard folder that received it (and of `loose/` when the shard folder is
+    /// new). An error of a sync along the way fails the call, even for an object that exists.
     pub(crate) fn write(&self, reader: &mut dyn Read, index: &dyn ObjectIndex) -> Result<String> {
         let (mut file, tmp) = self.create_sandbox_file()?;
         let result = self.write_into(&mut file, &tmp, reader, index);

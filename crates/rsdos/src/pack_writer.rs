@@ -398,7 +398,10 @@ impl<'c> PackWriter<'c> {
                 };
                 if usable {
                     match packs.open_append(id) {
-                        Ok(appender) => break appender,
+                        Ok(mut appender) => {
+                            appender.write_back_early(self.fsync);
+                            break appender;
+                        }
                         // A deleted pack whose bytes object storage still keeps (the highest
                         // id was removed): retired as well.
                         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}

@@ -158,6 +158,7 @@ impl Container {
     ) -> Result<u64> {
         let hash_type = self.config().hash_type;
         let mut appender = self.packs().open_append(new)?;
+        appender.write_back_early(true);
         if appender.position() != 0 {
             return Err(Error::corrupt(
                 "pack",

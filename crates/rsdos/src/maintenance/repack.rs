@@ -197,6 +197,7 @@ impl Container {
     ) -> Result<()> {
         let algorithm = self.config().compression_algorithm;
         let mut appender = self.packs().open_append(new)?;
+        appender.write_back_early(true);
         if appender.position() != 0 {
             return Err(Error::corrupt(
                 "pack",
