@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::{MutexExt, RwLockExt};
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use rsdos::{
@@ -66,9 +67,17 @@ where
 
 /// Splits hashkeys into those valid for the container's hash type and the others (which
 /// cannot name an object: disk-objectstore treats them as missing).
-fn split_keys(container: &Container, keys: Vec<String>) -> (Vec<String>, Vec<String>) {
-    keys.into_iter()
-        .partition(|k| container.validate_key(k).is_ok())
+fn split_keys<K: AsRef<str>>(container: &Container, keys: Vec<K>) -> (Vec<K>, Vec<String>) {
+    let mut valid = Vec::with_capacity(keys.len());
+    let mut invalid = Vec::new();
+    for k in keys {
+        if container.validate_key(k.as_ref()).is_ok() {
+            valid.push(k);
+        } else {
+            invalid.push(k.as_ref().to_string());
+        }
+    }
+    (valid, invalid)
 }
 
 /// Removes repeated keys, keeping the first occurrence.
@@ -438,13 +447,13 @@ impl PyContainer {
     fn open_many(
         &self,
         py: Python<'_>,
-        hashkeys: Vec<String>,
+        hashkeys: Vec<PyBackedStr>,
         skip_if_missing: bool,
     ) -> PyResult<ManyIter> {
         let c = self.handle(py)?;
         let (valid, invalid) = split_keys(&c, hashkeys);
         let reader = py
-            .detach(|| c.read_many_owned(valid, skip_if_missing))
+            .detach(|| c.read_many(&valid, skip_if_missing))
             .map_err(|e| to_pyerr(py, e))?;
         Ok(ManyIter::new(reader, dedup(invalid), skip_if_missing))
     }
@@ -453,13 +462,13 @@ impl PyContainer {
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        hashkeys: Vec<String>,
+        hashkeys: Vec<PyBackedStr>,
         skip_if_missing: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let c = self.handle(py)?;
         let (valid, invalid) = split_keys(&c, hashkeys);
         let mut many = py
-            .detach(|| c.read_many_owned(valid, skip_if_missing))
+            .detach(|| c.read_many(&valid, skip_if_missing))
             .map_err(|e| to_pyerr(py, e))?;
         let out = PyDict::new(py);
         loop {

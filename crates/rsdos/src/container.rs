@@ -508,21 +508,14 @@ impl Container {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let keys = self.collect_keys(hashkeys)?;
-        ManyReader::new(self.clone(), keys, skip_if_missing)
-    }
-
-    /// [`read_many`](Self::read_many) of keys the caller already owns: they are checked and
-    /// moved, not copied (the Python module hands 100,000 keys over this way).
-    pub fn read_many_owned(
-        &self,
-        hashkeys: Vec<String>,
-        skip_if_missing: bool,
-    ) -> Result<ManyReader> {
-        for k in &hashkeys {
-            self.validate_key(k)?;
+        // The keys are only borrowed while the read is planned: the plan owns the hashkeys of
+        // the index rows it found and copies only the keys that are not packed (a bulk read of
+        // 100,000 keys from Python copies none of them).
+        let keys: Vec<S> = hashkeys.into_iter().collect();
+        for k in &keys {
+            self.validate_key(k.as_ref())?;
         }
-        ManyReader::new(self.clone(), hashkeys, skip_if_missing)
+        ManyReader::new(self.clone(), &keys, skip_if_missing)
     }
 
     /// The contents of many objects; missing ones are left out with `skip_if_missing`, else

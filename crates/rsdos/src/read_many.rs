@@ -85,9 +85,9 @@ impl std::fmt::Debug for ManyReader {
 }
 
 impl ManyReader {
-    pub(crate) fn new(
+    pub(crate) fn new<S: AsRef<str>>(
         container: Container,
-        hashkeys: Vec<String>,
+        hashkeys: &[S],
         skip_if_missing: bool,
     ) -> Result<Self> {
         let mut reader = ManyReader {
@@ -110,8 +110,11 @@ impl ManyReader {
     /// Looks keys up in the index: packed entries grouped by pack and sorted by offset, and
     /// the keys that are not packed.
     #[allow(clippy::type_complexity)]
-    fn plan(&self, hashkeys: Vec<String>) -> Result<(VecDeque<Vec<PackedEntry>>, Vec<String>)> {
-        let refs: Vec<&str> = hashkeys.iter().map(String::as_str).collect();
+    fn plan<S: AsRef<str>>(
+        &self,
+        hashkeys: &[S],
+    ) -> Result<(VecDeque<Vec<PackedEntry>>, Vec<String>)> {
+        let refs: Vec<&str> = hashkeys.iter().map(AsRef::as_ref).collect();
         // The index answers each distinct key once, however often it was asked.
         let mut entries = self.container.index().get_many(&refs)?;
         entries.sort_unstable_by(|a, b| {
@@ -125,10 +128,9 @@ impl ManyReader {
         } else {
             let mut done: foldhash::HashSet<&str> =
                 entries.iter().map(|e| e.hashkey.as_str()).collect();
-            hashkeys
-                .iter()
-                .filter(|k| done.insert(k.as_str()))
-                .cloned()
+            refs.iter()
+                .filter(|k| done.insert(**k))
+                .map(|k| (*k).to_string())
                 .collect()
         };
         // Loose files in name order: one shard folder after the other.
@@ -382,7 +384,7 @@ impl ManyReader {
         }
         self.retried = true;
         let keys = std::mem::take(&mut self.retry);
-        let (packs, loose) = self.plan(keys)?;
+        let (packs, loose) = self.plan(&keys)?;
         self.packs = packs;
         self.loose = loose.into();
         Ok(true)

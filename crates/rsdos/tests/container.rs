@@ -512,9 +512,9 @@ fn read_many_serves_pack_order_then_loose_then_missing_each_once() {
     assert!(skipped.is_empty());
     let contents_map = c.get_many(&ask, true).expect("get_many");
     assert_eq!(contents_map.len(), 65);
-    // Owned keys: the same objects in the same order; a malformed key is refused.
+    // Owned keys read the same objects in the same order; a malformed key is refused.
     let owned: Vec<(String, rsdos::ObjectMeta)> = c
-        .read_many_owned(ask.clone(), false)
+        .read_many(ask.clone(), false)
         .expect("read owned")
         .map(|i| i.map(|i| (i.hashkey, i.meta)))
         .collect::<Result<_, _>>()
@@ -528,7 +528,7 @@ fn read_many_serves_pack_order_then_loose_then_missing_each_once() {
     assert_eq!(owned, borrowed);
     let mut bad = ask.clone();
     bad.push("not a hashkey".to_string());
-    let err = c.read_many_owned(bad, true).expect_err("malformed key");
+    let err = c.read_many(bad, true).expect_err("malformed key");
     assert_eq!(err.kind(), rsdos::ErrorKind::InvalidHashkey, "{err}");
 }
 
