@@ -343,10 +343,13 @@ pub(crate) fn read_toc(
     Ok(Some(toc))
 }
 
+/// Reads bytes of a pack at an offset, exactly the length of the buffer.
+type ReadAt<'a> = Box<dyn FnMut(u64, &mut [u8]) -> Result<()> + 'a>;
+
 /// Computes CRC32Cs of byte ranges of one pack, reading it forward through a bounded window
 /// so that ranges visited in offset order are read once, with few large reads.
 pub(crate) struct PackScanner<'a> {
-    packs: &'a dyn PackStore,
+    read: ReadAt<'a>,
     pack_id: PackId,
     /// Bytes of the pack that may be read (reads never go past it).
     limit: u64,
@@ -360,8 +363,20 @@ pub(crate) struct PackScanner<'a> {
 impl<'a> PackScanner<'a> {
     /// A scanner of the first `limit` bytes of a pack. Does no I/O.
     pub(crate) fn new(packs: &'a dyn PackStore, pack_id: PackId, limit: u64) -> Self {
+        Self::with_reader(pack_id, limit, move |pos, buf| {
+            packs.read_at(pack_id, pos, buf)
+        })
+    }
+
+    /// A scanner of the first `limit` bytes of pack `pack_id` (named in errors) read through
+    /// `read` (a copy of the pack, for example). Does no I/O.
+    pub(crate) fn with_reader(
+        pack_id: PackId,
+        limit: u64,
+        read: impl FnMut(u64, &mut [u8]) -> Result<()> + 'a,
+    ) -> Self {
         PackScanner {
-            packs,
+            read: Box::new(read),
             pack_id,
             limit,
             buf: Vec::new(),
@@ -405,11 +420,40 @@ impl<'a> PackScanner<'a> {
             self.buf.resize(n, 0);
         }
         self.len = 0;
-        self.packs.read_at(self.pack_id, pos, &mut self.buf[..n])?;
+        (self.read)(pos, &mut self.buf[..n])?;
         self.start = pos;
         self.len = n;
         Ok(())
     }
+}
+
+/// Checks every object a sidecar lists against the bytes of a copy of its pack: `read` reads
+/// the copy, `len` is its length. An object whose bytes do not match the sidecar's CRC32C (or
+/// that ends past the copy) is a [`Corrupt`](rsdos_core::ErrorKind::Corrupt) error naming the
+/// pack, the offset and the object.
+pub(crate) fn verify_copy(
+    pack_id: PackId,
+    sidecar: &[u8],
+    len: u64,
+    read: impl FnMut(u64, &mut [u8]) -> Result<()>,
+) -> Result<()> {
+    let toc = PackToc::decode(pack_id, sidecar)?;
+    let mut scanner = PackScanner::with_reader(pack_id, len, read);
+    for e in &toc.entries {
+        let crc = scanner.crc_of(e.offset, e.length)?;
+        if crc != e.crc32c {
+            return Err(Error::corrupt(
+                "pack",
+                format!("pack {pack_id}, offset {}", e.offset),
+                format!(
+                    "the {} stored bytes of object {} have CRC32C {crc:08x}, its sidecar says \
+                     {:08x}",
+                    e.length, e.hashkey, e.crc32c
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Length of the raw digest of a hash type.

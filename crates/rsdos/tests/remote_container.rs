@@ -464,6 +464,68 @@ fn upload_all_seals_the_open_pack_so_a_clone_has_every_object() {
     assert_valid(&c);
 }
 
+/// A remote pack whose bytes no longer match its sidecar (a flipped bit in the bucket, or on
+/// the way) stops the backup with a `Corrupt` error naming the pack and offset; no copy of it
+/// is kept, and the backup taken before stays whole.
+#[test]
+fn backup_checks_remote_packs_against_their_sidecars() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(21, 14));
+    let uploaded = pack_files(&s.remote);
+    let id = *uploaded.first().expect("an uploaded pack");
+    let dest = s.root.with_file_name("backups");
+    let good = c
+        .backup(&dest, &rsdos::BackupOptions::default(), &NoProgress)
+        .expect("backup before the damage");
+
+    let toc = c.pack_toc(id).expect("read sidecar").expect("sidecar");
+    let victim = toc
+        .entries
+        .iter()
+        .find(|e| e.length > 0)
+        .expect("an object with bytes");
+    let path = s.remote.join(id.to_string());
+    let mut bytes = std::fs::read(&path).expect("remote pack");
+    let at = (victim.offset + victim.length / 2) as usize;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("damage the remote pack");
+
+    // A new backup folder (not linked to the good one: nothing to link against).
+    let other = s.root.with_file_name("other-backups");
+    let err = c
+        .backup(&other, &rsdos::BackupOptions::default(), &NoProgress)
+        .expect_err("a damaged pack must not be backed up");
+    assert_eq!(err.kind(), rsdos::ErrorKind::Corrupt, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("pack {id}")), "{msg}");
+    assert!(msg.contains(&victim.hashkey), "{msg}");
+    let leftovers: Vec<_> = walk_files(&other)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == id.to_string().as_str()))
+        .collect();
+    assert!(leftovers.is_empty(), "no copy of the damaged pack: {leftovers:?}");
+
+    let b = Container::open(&good.container_path()).expect("open the earlier backup");
+    assert_all_readable(&b, &stored);
+    assert_valid(&b);
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk_files(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn backup_of_a_remote_container_is_a_local_container_and_links_unchanged_packs() {
     use std::os::unix::fs::MetadataExt;

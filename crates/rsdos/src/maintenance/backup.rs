@@ -483,7 +483,7 @@ impl Container {
                         counts.add(link_or_copy_exact(&prev_dir.join(&toc_name), &dst_toc)?);
                     }
                     true
-                } else if self.copy_stored_pack(id, len, &dst)? {
+                } else if self.copy_stored_pack(id, len, sidecar.as_deref(), &dst)? {
                     counts.add(Outcome::Copied(len));
                     if let Some(toc) = &sidecar {
                         write_new_file(&dst_toc, toc)?;
@@ -567,7 +567,17 @@ impl Container {
     /// `dst`, in chunks of [`REMOTE_COPY_CHUNK`] through one handle (which keeps reading the
     /// same pack if it is deleted meanwhile), via a temporary name so that `dst` only ever
     /// holds a complete, fsynced copy. Returns false if the pack no longer exists.
-    fn copy_stored_pack(&self, id: PackId, len: u64, dst: &Path) -> Result<bool> {
+    ///
+    /// With the pack's `sidecar`, every object it lists is checked against the copy (CRC32C,
+    /// read back from the page cache) before the copy is kept: bytes that went wrong on the
+    /// way from the store stop the backup with a `Corrupt` error instead of landing in it.
+    fn copy_stored_pack(
+        &self,
+        id: PackId,
+        len: u64,
+        sidecar: Option<&[u8]>,
+        dst: &Path,
+    ) -> Result<bool> {
         use std::io::Write;
         let handle = match self.packs().open_pack(id) {
             Ok(h) => h,
@@ -594,6 +604,19 @@ impl Container {
                 .write_all(&buf[..n])
                 .map_err(|e| Error::io("write", &tmp, e))?;
             offset += n as u64;
+        }
+        if let Some(sidecar) = sidecar {
+            use std::os::unix::fs::FileExt;
+            let copy = fs::File::open(&tmp).map_err(|e| Error::io("open", &tmp, e))?;
+            let checked = crate::sidecar::verify_copy(id, sidecar, len, |pos, buf| {
+                copy.read_exact_at(buf, pos)
+                    .map_err(|e| Error::io("read", &tmp, e))
+            });
+            if let Err(e) = checked {
+                drop(output);
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
         }
         output.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         drop(output);
