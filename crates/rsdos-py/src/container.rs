@@ -455,7 +455,12 @@ impl PyContainer {
         let reader = py
             .detach(|| c.read_many(&valid, skip_if_missing))
             .map_err(|e| to_pyerr(py, e))?;
-        Ok(ManyIter::new(reader, dedup(invalid), skip_if_missing))
+        Ok(ManyIter::new(
+            reader,
+            dedup(invalid),
+            skip_if_missing,
+            valid.len(),
+        ))
     }
 
     /// `{hashkey: bytes}` of many objects (`None` for missing ones unless skipped).

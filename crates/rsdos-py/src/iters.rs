@@ -1,7 +1,8 @@
 //! Python iterators over many objects and over all hashkeys.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -31,8 +32,24 @@ fn poisoned<T>(_: T) -> PyErr {
     PyRuntimeError::new_err("a previous operation on this iterator panicked")
 }
 
+/// Where a [`ManyIter`]'s items come from.
+enum Source {
+    /// Read on the calling thread, a batch per release of the GIL.
+    Inline(ManyReader),
+    /// Read on a helper thread a batch ahead, while Python consumes the previous one. The
+    /// channel holds one batch: with the one being filled and the one being consumed, at most
+    /// three batches (and their open files) exist.
+    Ahead(Receiver<Filled>),
+}
+
+/// A batch filled by the helper thread; `Err` holds the items read before an error.
+type Filled = Result<(VecDeque<ManyItem>, bool), (VecDeque<ManyItem>, rsdos::Error)>;
+
+/// Bulk reads of at least this many keys read ahead on a helper thread.
+const READ_AHEAD_MIN_KEYS: usize = 1024;
+
 struct ManyState {
-    reader: Option<ManyReader>,
+    reader: Option<Source>,
     /// Items taken from the reader and not yet yielded, in order.
     queue: VecDeque<ManyItem>,
     /// An error the reader gave after the queued items: raised once they are yielded.
@@ -44,6 +61,8 @@ struct ManyState {
     /// The stream yielded last: closed when the iterator advances, as disk-objectstore
     /// documents (a stream is valid until the next item), so that open files stay bounded.
     previous: Option<Py<ObjectStream>>,
+    /// The process that created the iterator: a forked child has no helper thread.
+    pid: u32,
 }
 
 /// Iterator of `(hashkey, stream or None, ObjectMeta)` of `get_objects_stream_and_meta`: packed
@@ -55,17 +74,69 @@ pub(crate) struct ManyIter {
 }
 
 impl ManyIter {
-    pub(crate) fn new(reader: ManyReader, invalid: Vec<String>, skip_if_missing: bool) -> Self {
+    /// An iterator over `reader`'s items, then the `invalid` keys (as missing). With
+    /// `keys_hint` of at least [`READ_AHEAD_MIN_KEYS`], reading runs a batch ahead on a helper
+    /// thread (if the system gives one), so that it overlaps the Python side's work on the
+    /// other core; below, a thread costs more than it saves.
+    pub(crate) fn new(
+        reader: ManyReader,
+        invalid: Vec<String>,
+        skip_if_missing: bool,
+        keys_hint: usize,
+    ) -> Self {
+        let source = if keys_hint >= READ_AHEAD_MIN_KEYS {
+            read_ahead(reader)
+        } else {
+            Source::Inline(reader)
+        };
         ManyIter {
             state: Mutex::new(ManyState {
-                reader: Some(reader),
+                reader: Some(source),
                 queue: VecDeque::new(),
                 error: None,
                 invalid: invalid.into(),
                 skip_if_missing,
                 previous: None,
+                pid: std::process::id(),
             }),
         }
+    }
+}
+
+/// Moves `reader` to a helper thread that fills batches a step ahead; `Inline` if no thread
+/// can be had. The thread ends when the reader is exhausted or fails, or when the iterator is
+/// dropped (its next send fails).
+fn read_ahead(reader: ManyReader) -> Source {
+    let (tx, rx) = sync_channel::<Filled>(1);
+    // The reader comes back if the thread cannot be started.
+    let slot = Arc::new(Mutex::new(Some(reader)));
+    let theirs = Arc::clone(&slot);
+    let spawned = std::thread::Builder::new()
+        .name("rsdos-read-ahead".into())
+        .spawn(move || {
+            let Some(mut reader) = theirs.lock().ok().and_then(|mut r| r.take()) else {
+                return;
+            };
+            drop(theirs);
+            loop {
+                let mut batch = VecDeque::new();
+                let filled = match fill_batch(&mut reader, &mut batch) {
+                    Ok(more) => Ok((batch, more)),
+                    Err(e) => Err((batch, e)),
+                };
+                let last = !matches!(filled, Ok((_, true)));
+                if tx.send(filled).is_err() || last {
+                    return;
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Source::Ahead(rx),
+        Err(_) => match slot.lock().ok().and_then(|mut r| r.take()) {
+            Some(reader) => Source::Inline(reader),
+            // Unreachable: the thread did not start, so it did not take the reader.
+            None => Source::Ahead(rx),
+        },
     }
 }
 
@@ -81,12 +152,35 @@ impl ManyIter {
         if let Some(prev) = st.previous.take() {
             prev.get().close(py)?;
         }
+        if st.pid != std::process::id() && matches!(st.reader, Some(Source::Ahead(_))) {
+            st.reader = None;
+            return Err(PyRuntimeError::new_err(
+                "this iterator was created in another process (before a fork): iterate it \
+                 there, or open a new one here",
+            ));
+        }
         if st.queue.is_empty()
             && st.error.is_none()
-            && let Some(reader) = st.reader.as_mut()
+            && let Some(source) = st.reader.as_mut()
         {
             let queue = &mut st.queue;
-            let outcome = py.detach(|| fill_batch(reader, queue));
+            let outcome = match source {
+                Source::Inline(reader) => py.detach(|| fill_batch(reader, queue)),
+                Source::Ahead(rx) => match py.detach(move || rx.recv()) {
+                    Ok(Ok((batch, more))) => {
+                        *queue = batch;
+                        Ok(more)
+                    }
+                    Ok(Err((batch, e))) => {
+                        *queue = batch;
+                        Err(e)
+                    }
+                    // The helper ended without a last batch: it panicked.
+                    Err(_) => Err(rsdos::Error::InvalidArgument(
+                        "the bulk read's helper thread stopped unexpectedly".into(),
+                    )),
+                },
+            };
             match outcome {
                 Ok(true) => {}
                 Ok(false) => st.reader = None,

@@ -316,6 +316,48 @@ def test_get_objects_stream_reads_in_pieces(container, compress):
     assert got == want
 
 
+def test_get_objects_stream_error_after_the_readable_objects(container):
+    # 3000 keys: read on a helper thread a batch ahead. A pack cut in half: the objects of the
+    # first half come out, then the error is raised (not a hang), then the iteration is over.
+    objects = random_objects(3000, 4000)
+    keys = container.add_objects_to_pack(objects)
+    pack = container.get_folder() / 'packs' / '0'
+    size = pack.stat().st_size
+    with open(pack, 'r+b') as fh:
+        fh.truncate(size // 2)
+    want = dict(zip(keys, objects))
+    got = {}
+    with container.get_objects_stream_and_meta(keys) as triplets:
+        with pytest.raises(Exception) as err:
+            for key, stream, meta in triplets:
+                got[key] = stream.read()
+        assert 'pack 0' in str(err.value) and 'truncated' in str(err.value)
+        with pytest.raises(StopIteration):
+            next(triplets)
+    assert len(got) > 100
+    assert all(got[k] == want[k] for k in got)
+
+
+def test_get_objects_stream_iterator_refuses_a_forked_child(container):
+    keys = container.add_objects_to_pack(random_objects(2000, 100))
+    with container.get_objects_stream_and_meta(keys) as triplets:
+        first = next(triplets)
+        assert first[1].read() is not None
+        pid = os.fork()
+        if pid == 0:
+            try:
+                next(triplets)
+            except RuntimeError:
+                os._exit(0)
+            except BaseException:
+                os._exit(2)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent goes on as if nothing happened.
+        assert len(list(triplets)) == len(set(keys)) - 1
+
+
 def test_get_objects_meta(container):
     loose = container.add_object(b'l')
     packed = container.add_objects_to_pack([b'p'], compress=True)[0]
