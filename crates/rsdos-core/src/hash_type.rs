@@ -107,10 +107,21 @@ impl ObjectHasher {
     /// The lowercase hex digest.
     pub fn finish_hex(self) -> String {
         match self {
-            ObjectHasher::Sha256(h) => hex::encode(h.finalize()),
-            ObjectHasher::Sha1(h) => hex::encode(h.finalize()),
+            ObjectHasher::Sha256(h) => lower_hex(&h.finalize()),
+            ObjectHasher::Sha1(h) => lower_hex(&h.finalize()),
         }
     }
+}
+
+/// Lowercase hex of a digest. `hex::encode` goes through a `char` iterator; writing into a
+/// buffer is several times faster, which shows when 100,000 small objects are hashed.
+fn lower_hex(digest: &[u8]) -> String {
+    let mut out = vec![0u8; digest.len() * 2];
+    // Cannot fail: the buffer has exactly twice the digest's length.
+    if hex::encode_to_slice(digest, &mut out).is_err() {
+        return hex::encode(digest);
+    }
+    String::from_utf8(out).unwrap_or_else(|_| hex::encode(digest))
 }
 
 impl fmt::Display for HashType {
@@ -130,5 +141,46 @@ impl FromStr for HashType {
                 detail: format!("unknown hash type {other:?} (supported: sha256, sha1)"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_digests_match_known_values() {
+        assert_eq!(
+            HashType::Sha256.hash_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            HashType::Sha256.hash_hex(b"hello"),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            HashType::Sha1.hash_hex(b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        let key = HashType::Sha256.hash_hex(&[0xff; 1000]);
+        assert!(HashType::Sha256.validate(&key).is_ok(), "{key}");
+    }
+
+    #[test]
+    fn validate_refuses_wrong_length_and_characters() {
+        let good = "ab".repeat(32);
+        assert!(HashType::Sha256.validate(&good).is_ok());
+        assert!(HashType::Sha256.validate(&good[..63]).is_err());
+        assert!(HashType::Sha256.validate(&"AB".repeat(32)).is_err());
+        assert!(
+            HashType::Sha256
+                .validate(&format!("{}g", &good[..63]))
+                .is_err()
+        );
+        assert!(
+            HashType::Sha256
+                .validate(&format!("g{}", &good[1..]))
+                .is_err()
+        );
     }
 }

@@ -1,6 +1,5 @@
 //! Writing objects straight into packs: one transaction per pack, bounded memory.
 
-use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use rsdos_core::{
@@ -43,7 +42,8 @@ pub(crate) struct PackWriter<'c> {
     committed_len: u64,
     rows: Vec<PackedEntry>,
     /// Hashkeys written (or found present) in this session.
-    seen: HashSet<String>,
+    /// Hashkeys added so far (foldhash: SipHash of 100,000 keys showed in profiles).
+    seen: foldhash::HashSet<String>,
     pending: Vec<Pending>,
     pending_bytes: usize,
     compressor: BufCompressor,
@@ -85,7 +85,7 @@ impl<'c> PackWriter<'c> {
             appender: None,
             committed_len: 0,
             rows: Vec::new(),
-            seen: HashSet::new(),
+            seen: foldhash::HashSet::default(),
             pending: Vec::new(),
             pending_bytes: 0,
             compressor: BufCompressor::new(container.config().compression_algorithm),
@@ -202,17 +202,21 @@ impl<'c> PackWriter<'c> {
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let keys: Vec<&str> = pending.iter().map(|p| p.hashkey.as_str()).collect();
-        let present: HashSet<String> = self
+        let present: foldhash::HashSet<String> = self
             .container
             .index()
             .get_many(&keys)?
             .into_iter()
             .map(|e| e.hashkey)
             .collect();
-        let new: Vec<Pending> = pending
-            .into_iter()
-            .filter(|p| !present.contains(&p.hashkey))
-            .collect();
+        let new: Vec<Pending> = if present.is_empty() {
+            pending
+        } else {
+            pending
+                .into_iter()
+                .filter(|p| !present.contains(&p.hashkey))
+                .collect()
+        };
         let compressed = self.compress_batch(&new)?;
         for (p, packed) in new.into_iter().zip(compressed) {
             let stored: &[u8] = packed.as_deref().unwrap_or(&p.data);

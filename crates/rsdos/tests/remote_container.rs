@@ -504,7 +504,10 @@ fn backup_checks_remote_packs_against_their_sidecars() {
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == id.to_string().as_str()))
         .collect();
-    assert!(leftovers.is_empty(), "no copy of the damaged pack: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "no copy of the damaged pack: {leftovers:?}"
+    );
 
     let b = Container::open(&good.container_path()).expect("open the earlier backup");
     assert_all_readable(&b, &stored);
