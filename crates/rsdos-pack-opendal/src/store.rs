@@ -325,8 +325,8 @@ impl OpendalPackStore {
             }
             *last = Some(Instant::now());
         }
-        // Best effort: the delete itself is done, and the next delete, or `clean` through
-        // `purge_deleted`, tries again.
+        // Best effort: the delete itself is done, and the next delete, or `Container::clean`
+        // through `purge_deleted`, tries again.
         let _ = self.purge_deleted();
     }
 

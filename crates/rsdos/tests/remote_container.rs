@@ -464,6 +464,72 @@ fn upload_all_seals_the_open_pack_so_a_clone_has_every_object() {
     assert_valid(&c);
 }
 
+/// A repack deletes the old remote packs with a tombstone and keeps their bytes for the grace
+/// period: `clean` within it leaves them (default grace, one hour), `clean` after it (a grace
+/// of one second, then a pause) removes them for good.
+#[test]
+fn clean_purges_remote_packs_deleted_longer_ago_than_the_grace_period() {
+    for grace_over in [false, true] {
+        let mut s = setup();
+        if grace_over {
+            s.url = format!("{}?delete_grace_secs=1", s.url);
+        }
+        let c = init(&s);
+        let stored = add(&c, &objects(31, 14));
+        let before = pack_files(&s.remote);
+        assert!(before.len() >= 2, "{before:?}");
+        c.repack(&rsdos::RepackOptions::default().with_all(true), &NoProgress)
+            .expect("repack");
+        if grace_over {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
+        let before_clean = pack_files(&s.remote);
+        let report = c
+            .clean(&rsdos::CleanOptions::default(), &NoProgress)
+            .expect("clean");
+        let live: std::collections::BTreeSet<u64> =
+            c.packs().list().expect("list").into_iter().collect();
+        let in_bucket = pack_files(&s.remote);
+        let gone: Vec<u64> = before
+            .iter()
+            .copied()
+            .filter(|id| !live.contains(id))
+            .collect();
+        assert!(
+            !gone.is_empty(),
+            "the repack replaced packs: {before:?} -> {live:?}"
+        );
+        if grace_over {
+            // Deletes purge expired packs too (at most every few minutes): count what was
+            // still there.
+            let waiting = gone.iter().filter(|id| before_clean.contains(id)).count();
+            assert!(waiting >= 1, "{before_clean:?}");
+            assert_eq!(report.deleted_packs_purged, waiting as u64, "{report:?}");
+            for id in &in_bucket {
+                assert!(
+                    live.contains(id),
+                    "pack {id} was deleted but is still in the bucket"
+                );
+            }
+            assert!(
+                !names(&s.remote).iter().any(|n| n.ends_with(".deleted")),
+                "tombstones left: {:?}",
+                names(&s.remote)
+            );
+        } else {
+            assert_eq!(report.deleted_packs_purged, 0, "{report:?}");
+            for id in &gone {
+                assert!(
+                    in_bucket.contains(id),
+                    "pack {id} purged within its grace period"
+                );
+            }
+        }
+        assert_all_readable(&c, &stored);
+        assert_valid(&c);
+    }
+}
+
 /// A remote pack whose bytes no longer match its sidecar (a flipped bit in the bucket, or on
 /// the way) stops the backup with a `Corrupt` error naming the pack and offset; no copy of it
 /// is kept, and the backup taken before stays whole.

@@ -33,6 +33,7 @@ pub fn report_json(report: &CleanReport) -> Value {
         "duplicates_restored": report.duplicates_restored,
         "inconsistent_duplicates": report.inconsistent_duplicates,
         "sandbox_removed": report.sandbox_removed,
+        "deleted_packs_purged": report.deleted_packs_purged,
     })
 }
 
@@ -49,14 +50,26 @@ pub fn warn_inconsistent(report: &CleanReport) -> bool {
 
 /// The human summary of a clean report.
 pub fn summary(report: &CleanReport) -> String {
-    format!(
+    let mut s = format!(
         "deleted {} loose copies of packed objects, removed {} duplicates ({} restored), \
          removed {} sandbox leftovers",
         report.loose_deleted,
         report.duplicates_removed,
         report.duplicates_restored,
         report.sandbox_removed
-    )
+    );
+    if report.deleted_packs_purged > 0 {
+        s.push_str(&format!(
+            ", purged {} deleted remote pack{}",
+            report.deleted_packs_purged,
+            if report.deleted_packs_purged == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ));
+    }
+    s
 }
 
 /// Cleans and prints what was done.

@@ -62,12 +62,16 @@ pub struct CleanReport {
     /// Old files removed from `sandbox/`, and temporary files of killed writers in `packs/`
     /// (hidden `*.tmp` files of unfinished sidecars and lock files).
     pub sandbox_removed: u64,
+    /// Deleted packs whose bytes object storage kept for the grace period (for streams still
+    /// reading them) and that are now removed for good (`PackStore::purge_deleted`).
+    pub deleted_packs_purged: u64,
 }
 
 impl Container {
     /// Deletes the loose copies of packed objects, resolves `duplicates/` as disk-objectstore
     /// does (keep or restore one verified copy, delete the others), removes sandbox leftovers
-    /// older than the grace period, and optionally VACUUMs the index. Safe while other
+    /// older than the grace period, optionally VACUUMs the index, and removes the kept bytes
+    /// of remote packs deleted longer ago than their grace period. Safe while other
     /// processes read and write: a loose file is deleted only after its packed copy is
     /// committed, and readers that miss a loose file look the index up again.
     ///
@@ -160,6 +164,9 @@ impl Container {
         if options.vacuum {
             self.index().vacuum()?;
         }
+        // Last, as it may be the only step that needs the network: the local work is done if
+        // the object storage cannot be reached.
+        report.deleted_packs_purged = self.packs().purge_deleted()? as u64;
         Ok(report)
     }
 
