@@ -464,6 +464,33 @@ fn upload_all_seals_the_open_pack_so_a_clone_has_every_object() {
     assert_valid(&c);
 }
 
+/// `rebuild_index_at` of a container with remote packs reads the sidecars in the bucket (the
+/// container cannot be opened while its index is damaged, and its packs are not local files).
+#[test]
+fn rebuild_index_at_reads_the_remote_sidecars() {
+    let s = setup();
+    let c = init(&s);
+    let stored = add(&c, &objects(41, 14));
+    c.upload_all().expect("seal and upload the open pack too");
+    drop(c);
+    let index = s.root.join("packs.idx");
+    for extra in ["packs.idx-wal", "packs.idx-shm"] {
+        let _ = std::fs::remove_file(s.root.join(extra));
+    }
+    std::fs::write(&index, b"this is not an SQLite database, it is damaged").expect("damage");
+    assert!(
+        Container::open(&s.root).is_err(),
+        "a damaged index does not open"
+    );
+
+    let report = Container::rebuild_index_at(&s.root, &NoProgress).expect("rebuild");
+    assert!(report.undescribed_packs.is_empty(), "{report:?}");
+    let c = Container::open(&s.root).expect("open after the rebuild");
+    assert_all_readable(&c, &stored);
+    assert_eq!(c.count().expect("count").packed, stored.len() as u64);
+    assert_valid(&c);
+}
+
 /// A repack deletes the old remote packs with a tombstone and keeps their bytes for the grace
 /// period: `clean` within it leaves them (default grace, one hour), `clean` after it (a grace
 /// of one second, then a pause) removes them for good.

@@ -5,6 +5,7 @@
 //! stale `packs.idx.rebuild` that the next rebuild removes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rsdos_core::{
@@ -18,6 +19,7 @@ use crate::container::Container;
 use crate::layout::Layout;
 use crate::lock::MaintenanceLock;
 use crate::progress::{Progress, ProgressUnit, check_stop};
+use crate::remote::{PacksLocation, RemoteOptions};
 use crate::sidecar::{PackScanner, PackToc, RebuildReport, read_toc};
 
 /// How long a rebuild waits for the maintenance lock.
@@ -66,8 +68,10 @@ impl Container {
     }
 
     /// Recreates `packs.idx` of the container in `path` without opening it as a [`Container`]
-    /// (which fails when `packs.idx` is corrupt): reads `config.json`, uses the local pack
-    /// folder, and otherwise does what [`Container::rebuild_index`] does. The rows of packs
+    /// (which fails when `packs.idx` is corrupt): reads `config.json`, uses the container's
+    /// packs (the local pack folder, or for a container with remote packs the object storage
+    /// of `rsdos-packs.json`, with the stored options and the service's environment
+    /// credentials), and otherwise does what [`Container::rebuild_index`] does. The rows of packs
     /// without a usable sidecar are carried over from the old `packs.idx` only if it can
     /// still be opened and read.
     ///
@@ -88,13 +92,20 @@ impl Container {
             });
         }
         let _lock = MaintenanceLock::acquire(&layout.maintenance_lock(), Some(LOCK_WAIT))?;
-        let packs = LocalPackStore::new(&layout.packs(), DEFAULT_MAX_OPEN_PACKS);
+        let packs: Arc<dyn PackStore> = match PacksLocation::read(path)? {
+            Some(location) => {
+                location
+                    .open_store(&layout.packs(), &RemoteOptions::default())?
+                    .packs
+            }
+            None => Arc::new(LocalPackStore::new(&layout.packs(), DEFAULT_MAX_OPEN_PACKS)),
+        };
         // The old index, if it still opens, only serves to carry over rows no sidecar has.
         let old = SqliteIndex::open(&layout.index()).ok();
         let built = build(
             &layout,
             config.hash_type,
-            &packs,
+            packs.as_ref(),
             old.as_ref().map(|i| i as &dyn ObjectIndex),
             progress,
         );
