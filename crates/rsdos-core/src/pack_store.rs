@@ -146,6 +146,15 @@ pub trait PackHandle: Send + Sync + Debug {
     /// Reads exactly `buf.len()` bytes at `offset`; a range past the end is
     /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt).
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// The largest read a sequential reader of this handle should make at once. A stream
+    /// over a large object starts with 256 KiB reads and doubles them up to this size while
+    /// it reads on without seeking: on object storage every read is a request, and a round
+    /// trip per 256 KiB bounds the throughput of one stream. The default keeps local files at
+    /// 256 KiB.
+    fn sequential_read_max(&self) -> usize {
+        256 * 1024
+    }
 }
 
 /// The exclusive writer at the end of one pack (see [`PackStore::open_append`]).

@@ -41,6 +41,9 @@ const READ_PARALLELISM: usize = 8;
 /// `delete` purges expired deleted packs at most this often: a purge lists the whole prefix, too
 /// much for each of the many deletes of a repack.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// A stream over a large remote object grows its ranged GETs up to this size (a 1 GiB object:
+/// about 130 requests instead of 4,096 of 256 KiB); it holds one buffer of at most this size.
+const SEQUENTIAL_READ_MAX: usize = 8 * 1024 * 1024;
 
 /// Bytes `open_range` fetches at once: the first read of a stream (rsdos reads packed objects in
 /// chunks of 256 KiB, so a small object is read whole), which also proves the pack exists.
@@ -920,5 +923,9 @@ impl PackHandle for RemotePackHandle {
             buf,
             self.len,
         )
+    }
+
+    fn sequential_read_max(&self) -> usize {
+        SEQUENTIAL_READ_MAX
     }
 }

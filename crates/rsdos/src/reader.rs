@@ -83,6 +83,7 @@ impl StoredSource {
                 pos: 0,
                 buf: Vec::new(),
                 buf_pos: 0,
+                chunk: PACK_READ_CHUNK,
             }),
             StoredSource::Memory { buf, start, len } => RawReader::Memory {
                 buf: Arc::clone(buf),
@@ -147,6 +148,21 @@ pub(crate) struct PackRangeReader {
     pos: u64,
     buf: Vec<u8>,
     buf_pos: usize,
+    /// Size of the next read: [`PACK_READ_CHUNK`] after opening or a seek, doubled after each
+    /// read up to the handle's [`sequential_read_max`](PackHandle::sequential_read_max).
+    chunk: usize,
+}
+
+impl PackRangeReader {
+    /// The size of this read, and the next one's.
+    fn next_chunk(&mut self) -> usize {
+        let this = self.chunk;
+        self.chunk = self
+            .chunk
+            .saturating_mul(2)
+            .min(self.handle.sequential_read_max().max(PACK_READ_CHUNK));
+        this
+    }
 }
 
 impl Read for PackRangeReader {
@@ -161,7 +177,7 @@ impl Read for PackRangeReader {
         if remaining == 0 || out.is_empty() {
             return Ok(0);
         }
-        let want = remaining.min(PACK_READ_CHUNK as u64) as usize;
+        let want = remaining.min(self.next_chunk() as u64) as usize;
         if out.len() >= want {
             self.handle
                 .read_at(self.offset + self.pos, &mut out[..want])?;
@@ -398,6 +414,7 @@ impl Seek for ObjectReader {
                 p.pos = new.min(p.length);
                 p.buf.clear();
                 p.buf_pos = 0;
+                p.chunk = PACK_READ_CHUNK;
                 self.pos = new;
             }
             Body::Decoded { .. } => {
@@ -436,5 +453,98 @@ fn io_to_error(hashkey: &str, e: io::Error) -> Error {
             Err(other) => Error::corrupt("object", hashkey.to_string(), other.to_string()),
         },
         None => Error::corrupt("object", hashkey.to_string(), "read failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A pack in memory that counts its reads.
+    #[derive(Debug)]
+    struct CountingHandle {
+        data: Vec<u8>,
+        reads: AtomicUsize,
+        max: usize,
+    }
+
+    impl PackHandle for CountingHandle {
+        fn pack_id(&self) -> PackId {
+            0
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let start = offset as usize;
+            buf.copy_from_slice(&self.data[start..start + buf.len()]);
+            Ok(())
+        }
+        fn sequential_read_max(&self) -> usize {
+            self.max
+        }
+    }
+
+    fn reader_over(handle: &Arc<CountingHandle>, len: u64) -> ObjectReader {
+        let source = StoredSource::Pack {
+            handle: Arc::clone(handle) as Arc<dyn PackHandle>,
+            offset: 0,
+            length: len,
+        };
+        let meta = ObjectMeta::packed(rsdos_core::PackedLocation {
+            pack_id: 0,
+            offset: 0,
+            length: len,
+            size: len,
+            compressed: false,
+        });
+        ObjectReader::stored("k".into(), meta, source).expect("reader")
+    }
+
+    /// A sequential stream grows its reads up to the handle's maximum, starts over small after
+    /// a seek, and returns the same bytes whatever the read sizes.
+    #[test]
+    fn sequential_reads_grow_to_the_handles_maximum() {
+        let data: Vec<u8> = (0..10 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+        let len = data.len() as u64;
+        for (max, most_reads) in [(PACK_READ_CHUNK, 40), (8 << 20, 6)] {
+            let handle = Arc::new(CountingHandle {
+                data: data.clone(),
+                reads: AtomicUsize::new(0),
+                max,
+            });
+            let mut r = reader_over(&handle, len);
+            let mut out = Vec::new();
+            let mut small = [0u8; 4096];
+            loop {
+                let n = r.read(&mut small).expect("read");
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&small[..n]);
+            }
+            assert!(out == data, "bytes differ with max {max}");
+            let reads = handle.reads.load(Ordering::SeqCst);
+            assert!(reads <= most_reads, "{reads} reads with max {max}");
+
+            // After a seek the reads start small again: one 4 KiB read costs one 256 KiB read.
+            let before = handle.reads.load(Ordering::SeqCst);
+            r.seek(SeekFrom::Start(12345)).expect("seek");
+            let mut one = [0u8; 4096];
+            r.read_exact(&mut one).expect("read after seek");
+            assert_eq!(&one[..], &data[12345..12345 + 4096]);
+            assert_eq!(handle.reads.load(Ordering::SeqCst), before + 1);
+            assert_eq!(
+                next_chunk_of(&r),
+                Some((2 * PACK_READ_CHUNK).min(max.max(PACK_READ_CHUNK)))
+            );
+        }
+    }
+
+    /// The size of the next read of a stream over a pack range.
+    fn next_chunk_of(r: &ObjectReader) -> Option<usize> {
+        match &r.body {
+            Body::Raw(RawReader::Pack(p)) => Some(p.chunk),
+            _ => None,
+        }
     }
 }
