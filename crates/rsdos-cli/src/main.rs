@@ -45,6 +45,14 @@ struct Cli {
     #[arg(short, long, global = true)]
     quiet: bool,
 
+    /// A service option of the container's remote pack storage, for this run only
+    /// (repeatable): the credentials not stored at `init`, e.g. `--remote-option
+    /// secret_access_key=...` (the services' environment variables work too). Never written
+    /// to disk.
+    #[arg(long = "remote-option", global = true, value_name = "KEY=VALUE",
+          value_parser = cmd::parse_key_value)]
+    remote_options: Vec<(String, String)>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -116,7 +124,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR));
         }
     };
-    let global = cmd::Global::new(cli.path, cli.quiet);
+    let global = cmd::Global::new(cli.path, cli.quiet, cli.remote_options);
     let done = |r: anyhow::Result<()>| r.map(|()| Outcome::Done);
     let result = match cli.command {
         Command::Init(args) => done(cmd::init::run(&global, args)),

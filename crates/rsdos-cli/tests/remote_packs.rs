@@ -214,3 +214,29 @@ fn status_of_a_local_container_says_local() {
     let up = rsdos(&s.store, &["upload"]);
     assert!(up.status.success());
 }
+
+/// `--remote-option` reaches the pack store of every command (a bad value is refused, naming
+/// the option), is not written into the container, and a good one works.
+#[test]
+fn remote_options_apply_to_any_command_and_are_not_stored() {
+    let s = setup();
+    ok(&rsdos(&s.store, &["init", "--packs", &s.url]));
+    let setting = std::fs::read_to_string(s.store.join("rsdos-packs.json")).expect("setting");
+
+    let out = rsdos(&s.store, &["--remote-option", "retries=many", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", all_text(&out));
+    let text = all_text(&out);
+    assert!(text.contains("retries"), "{text}");
+
+    let out = rsdos(&s.store, &["status", "--remote-option", "retries=5"]);
+    ok(&out);
+    let out = rsdos(&s.store, &["--remote-option", "bogus", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", all_text(&out));
+    assert!(all_text(&out).contains("KEY=VALUE"), "{}", all_text(&out));
+
+    assert_eq!(
+        std::fs::read_to_string(s.store.join("rsdos-packs.json")).expect("setting"),
+        setting,
+        "options given at a later open are not stored"
+    );
+}

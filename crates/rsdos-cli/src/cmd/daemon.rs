@@ -229,7 +229,10 @@ pub fn run(global: &Global, args: DaemonArgs) -> Result<()> {
         .with_sandbox_grace(args.sandbox_grace);
     let mut containers = Vec::new();
     for path in &paths {
-        containers.push((path.display().to_string(), open_container(path)?));
+        containers.push((
+            path.display().to_string(),
+            open_container(path, &global.remote_options)?,
+        ));
     }
     if args.once {
         return run_once(&containers, options, global.quiet);

@@ -42,7 +42,7 @@ pub struct ImportArgs {
 /// Imports and prints what was copied.
 pub fn run(global: &Global, args: ImportArgs) -> Result<Outcome> {
     let container = global.open()?;
-    let source = open_container(&args.source)
+    let source = open_container(&args.source, &global.remote_options)
         .with_context(|| format!("cannot open the source container {}", args.source.display()))?;
     let keys = if args.hashkeys.is_empty() {
         None

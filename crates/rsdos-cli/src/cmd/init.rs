@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use clap::{Args, ValueEnum};
 use rsdos::{CompressionAlgorithm, Container, HashType, InitOptions};
 
-use crate::cmd::Global;
+use crate::cmd::{Global, parse_key_value};
 use crate::output::note;
 
 /// Arguments of `rsdos init`.
@@ -80,13 +80,6 @@ impl PacksArgs {
             all.push(("region".into(), r.clone()));
         }
         all
-    }
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err("expected KEY=VALUE".into()),
     }
 }
 

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
-use rsdos::{CompressMode, Container};
+use rsdos::{CompressMode, Container, OpenOptions};
 
 /// The folder used when neither `--path` nor an environment variable names one; the same
 /// default as disk-objectstore's `dostore`, so both tools find the same container.
@@ -63,13 +63,16 @@ pub struct Global {
     pub path: PathBuf,
     /// Print only summaries and errors.
     pub quiet: bool,
+    /// Service options of a remote container's pack storage for this run (`--remote-option`):
+    /// credentials that were not stored at `init`. Never written anywhere.
+    pub remote_options: Vec<(String, String)>,
 }
 
 impl Global {
     /// Resolves the container path: `--path` (or `$RSDOS_PATH`, which clap reads), else
     /// `$DOSTORE_PATH` (so scripts written for disk-objectstore's CLI keep working), else
     /// `./dostore`. Empty values count as unset, as an empty path names no folder.
-    pub fn new(path: Option<PathBuf>, quiet: bool) -> Self {
+    pub fn new(path: Option<PathBuf>, quiet: bool, remote_options: Vec<(String, String)>) -> Self {
         let path = path
             .filter(|p| !p.as_os_str().is_empty())
             .or_else(|| {
@@ -78,12 +81,16 @@ impl Global {
                     .map(PathBuf::from)
             })
             .unwrap_or_else(|| PathBuf::from(OsString::from(DEFAULT_PATH)));
-        Global { path, quiet }
+        Global {
+            path,
+            quiet,
+            remote_options,
+        }
     }
 
     /// Opens the container (see [`open_container`]).
     pub fn open(&self) -> Result<Container> {
-        open_container(&self.path)
+        open_container(&self.path, &self.remote_options)
     }
 }
 
@@ -94,7 +101,7 @@ impl Global {
 /// when there is none, which is right for a new container but hides every packed object of
 /// a container whose index was lost. A missing `packs.idx` next to pack files is therefore
 /// an error that points to `rsdos rebuild-index`.
-pub fn open_container(path: &Path) -> Result<Container> {
+pub fn open_container(path: &Path, remote_options: &[(String, String)]) -> Result<Container> {
     if Container::is_initialised(path) && !path.join("packs.idx").exists() {
         let packs = count_pack_files(&path.join("packs"));
         if packs > 0 {
@@ -106,7 +113,19 @@ pub fn open_container(path: &Path) -> Result<Container> {
             );
         }
     }
-    Ok(Container::open(path)?)
+    let mut options = OpenOptions::default();
+    for (key, value) in remote_options {
+        options = options.with_packs_option(key, value);
+    }
+    Ok(Container::open_with(path, &options)?)
+}
+
+/// `KEY=VALUE` of an option given on the command line.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
 }
 
 /// Pack files in a `packs/` folder: files named by a number (sidecars and lock files are not).
