@@ -63,6 +63,15 @@ struct ManyState {
     previous: Option<Py<ObjectStream>>,
     /// The process that created the iterator: a forked child has no helper thread.
     pid: u32,
+    /// Used in a forked child: every call raises.
+    forked: bool,
+}
+
+fn forked_error() -> PyErr {
+    PyRuntimeError::new_err(
+        "this iterator was created in another process (before a fork): iterate it there, or \
+         open a new one here",
+    )
 }
 
 /// Iterator of `(hashkey, stream or None, ObjectMeta)` of `get_objects_stream_and_meta`: packed
@@ -98,6 +107,7 @@ impl ManyIter {
                 skip_if_missing,
                 previous: None,
                 pid: std::process::id(),
+                forked: false,
             }),
         }
     }
@@ -152,17 +162,22 @@ impl ManyIter {
         if let Some(prev) = st.previous.take() {
             prev.get().close(py)?;
         }
-        if st.pid != std::process::id() && matches!(st.reader, Some(Source::Ahead(_))) {
-            st.reader = None;
-            return Err(PyRuntimeError::new_err(
-                "this iterator was created in another process (before a fork): iterate it \
-                 there, or open a new one here",
-            ));
+        if st.forked {
+            return Err(forked_error());
         }
         if st.queue.is_empty()
             && st.error.is_none()
             && let Some(source) = st.reader.as_mut()
         {
+            // Checked only before waiting for the helper: a forked child has no helper, and
+            // would wait for ever. From then on every call raises, so the child never takes
+            // the end of what it read for the end of the objects.
+            if matches!(source, Source::Ahead(_)) && st.pid != std::process::id() {
+                st.forked = true;
+                st.reader = None;
+                st.invalid.clear();
+                return Err(forked_error());
+            }
             let queue = &mut st.queue;
             let outcome = match source {
                 Source::Inline(reader) => py.detach(|| fill_batch(reader, queue)),
@@ -175,10 +190,15 @@ impl ManyIter {
                         *queue = batch;
                         Err(e)
                     }
-                    // The helper ended without a last batch: it panicked.
-                    Err(_) => Err(rsdos::Error::InvalidArgument(
-                        "the bulk read's helper thread stopped unexpectedly".into(),
-                    )),
+                    // The helper ended without a last batch: it panicked. Everything it sent
+                    // was yielded (the queue is empty).
+                    Err(_) => {
+                        st.reader = None;
+                        st.invalid.clear();
+                        return Err(PyRuntimeError::new_err(
+                            "the bulk read's helper thread stopped unexpectedly",
+                        ));
+                    }
                 },
             };
             match outcome {

@@ -412,7 +412,8 @@ impl Seek for ObjectReader {
             }
             Body::Raw(RawReader::Pack(p)) => {
                 p.pos = new.min(p.length);
-                p.buf.clear();
+                // Released, not kept: a stream that grew its reads may hold 8 MiB.
+                p.buf = Vec::new();
                 p.buf_pos = 0;
                 p.chunk = PACK_READ_CHUNK;
                 self.pos = new;

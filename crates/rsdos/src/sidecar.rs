@@ -427,17 +427,16 @@ impl<'a> PackScanner<'a> {
     }
 }
 
-/// Checks every object a sidecar lists against the bytes of a copy of its pack: `read` reads
-/// the copy, `len` is its length. An object whose bytes do not match the sidecar's CRC32C (or
-/// that ends past the copy) is a [`Corrupt`](rsdos_core::ErrorKind::Corrupt) error naming the
-/// pack, the offset and the object.
+/// Checks every object a pack's table of contents lists against the bytes of a copy of the
+/// pack: `read` reads the copy, `len` is its length. An object whose bytes do not match the
+/// sidecar's CRC32C (or that ends past the copy) is a
+/// [`Corrupt`](rsdos_core::ErrorKind::Corrupt) error naming the pack, the offset and the object.
 pub(crate) fn verify_copy(
     pack_id: PackId,
-    sidecar: &[u8],
+    toc: &PackToc,
     len: u64,
     read: impl FnMut(u64, &mut [u8]) -> Result<()>,
 ) -> Result<()> {
-    let toc = PackToc::decode(pack_id, sidecar)?;
     let mut scanner = PackScanner::with_reader(pack_id, len, read);
     for e in &toc.entries {
         let crc = scanner.crc_of(e.offset, e.length)?;

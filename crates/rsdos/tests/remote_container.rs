@@ -557,6 +557,54 @@ fn clean_purges_remote_packs_deleted_longer_ago_than_the_grace_period() {
     }
 }
 
+/// A purge the object storage refuses fails only the purge: `clean` does its local work,
+/// reports why nothing was purged, and succeeds; the next clean purges.
+#[test]
+fn clean_whose_purge_fails_does_the_local_work() {
+    let mut s = setup();
+    // No retries: the refused removal fails at once.
+    s.url = format!("{}?delete_grace_secs=1&retries=0", s.url);
+    let c = init(&s);
+    let stored = add(&c, &objects(51, 14));
+    let before = pack_files(&s.remote);
+    c.repack(&rsdos::RepackOptions::default().with_all(true), &NoProgress)
+        .expect("repack");
+    let live: Vec<u64> = c.packs().list().expect("list");
+    let deleted: Vec<u64> = pack_files(&s.remote)
+        .into_iter()
+        .filter(|id| before.contains(id) && !live.contains(id))
+        .collect();
+    let victim = *deleted.first().expect("a deleted pack still in the bucket");
+    // The bucket refuses to remove this pack: a non-empty folder stands in its place.
+    let path = s.remote.join(victim.to_string());
+    let bytes = std::fs::read(&path).expect("deleted pack's bytes");
+    std::fs::remove_file(&path).expect("rm");
+    std::fs::create_dir(&path).expect("mkdir");
+    std::fs::write(path.join("x"), b"x").expect("fill");
+    let loose = c.add_object(b"a loose object packed below").expect("loose");
+    c.pack_loose(&rsdos::PackOptions::default(), &NoProgress)
+        .expect("pack");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let report = c
+        .clean(&rsdos::CleanOptions::default(), &NoProgress)
+        .expect("clean succeeds although the purge fails");
+    assert_eq!(report.loose_deleted, 1, "{report:?}");
+    let why = report.purge_error.clone().expect("the purge's error");
+    assert!(why.contains(&victim.to_string()), "{why}");
+
+    std::fs::remove_dir_all(&path).expect("rm folder");
+    std::fs::write(&path, &bytes).expect("restore");
+    let report = c
+        .clean(&rsdos::CleanOptions::default(), &NoProgress)
+        .expect("clean");
+    assert!(report.purge_error.is_none(), "{report:?}");
+    assert!(report.deleted_packs_purged >= 1, "{report:?}");
+    assert!(!s.remote.join(victim.to_string()).exists());
+    assert_all_readable(&c, &stored);
+    assert!(c.has(&loose).expect("has"));
+}
+
 /// A remote pack whose bytes no longer match its sidecar (a flipped bit in the bucket, or on
 /// the way) stops the backup with a `Corrupt` error naming the pack and offset; no copy of it
 /// is kept, and the backup taken before stays whole.

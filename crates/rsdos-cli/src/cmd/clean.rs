@@ -34,11 +34,19 @@ pub fn report_json(report: &CleanReport) -> Value {
         "inconsistent_duplicates": report.inconsistent_duplicates,
         "sandbox_removed": report.sandbox_removed,
         "deleted_packs_purged": report.deleted_packs_purged,
+        "purge_error": report.purge_error,
     })
 }
 
-/// Warns about duplicates that match nothing; true if there were any.
+/// Warns about duplicates that match nothing (true if there were any), and about a purge of
+/// deleted remote packs that could not be done.
 pub fn warn_inconsistent(report: &CleanReport) -> bool {
+    if let Some(e) = &report.purge_error {
+        warn(format_args!(
+            "warning: the bytes of deleted remote packs were not purged (the next clean tries \
+             again): {e}"
+        ));
+    }
     for key in &report.inconsistent_duplicates {
         warn(format_args!(
             "warning: object {key}: no copy in duplicates/ matches its hashkey and the object \

@@ -92,6 +92,19 @@ impl Global {
     pub fn open(&self) -> Result<Container> {
         open_container(&self.path, &self.remote_options)
     }
+
+    /// The library's open options for the `--remote-option`s given.
+    pub fn open_options(&self) -> OpenOptions {
+        open_options(&self.remote_options)
+    }
+}
+
+fn open_options(remote_options: &[(String, String)]) -> OpenOptions {
+    remote_options
+        .iter()
+        .fold(OpenOptions::default(), |o, (key, value)| {
+            o.with_packs_option(key, value)
+        })
 }
 
 /// Opens the container in `path`. The library's errors already name the folder, and when it
@@ -113,11 +126,7 @@ pub fn open_container(path: &Path, remote_options: &[(String, String)]) -> Resul
             );
         }
     }
-    let mut options = OpenOptions::default();
-    for (key, value) in remote_options {
-        options = options.with_packs_option(key, value);
-    }
-    Ok(Container::open_with(path, &options)?)
+    Ok(Container::open_with(path, &open_options(remote_options))?)
 }
 
 /// `KEY=VALUE` of an option given on the command line.

@@ -31,15 +31,19 @@ pub fn run(global: &Global, args: RebuildIndexArgs) -> Result<Outcome> {
     // (the rebuild reads it when it can). Only an existing packs.idx is opened: opening a
     // container creates a missing one.
     let old_readable = global.path.join("packs.idx").is_file()
-        && Container::open(&global.path).is_ok_and(|c| c.index().totals().is_ok());
+        && global.open().is_ok_and(|c| c.index().totals().is_ok());
     install_ctrlc_handler();
-    let report = Container::rebuild_index_at(&global.path, &Bars::for_terminal(global.quiet))
-        .with_context(|| {
-            format!(
-                "cannot rebuild the index of container {}",
-                global.path.display()
-            )
-        })?;
+    let report = Container::rebuild_index_at_with(
+        &global.path,
+        &global.open_options(),
+        &Bars::for_terminal(global.quiet),
+    )
+    .with_context(|| {
+        format!(
+            "cannot rebuild the index of container {}",
+            global.path.display()
+        )
+    })?;
     for id in &report.undescribed_packs {
         if old_readable {
             note(

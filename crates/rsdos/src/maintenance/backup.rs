@@ -12,6 +12,7 @@ use rsdos_index_sqlite::SqliteIndex;
 use crate::container::{Container, DEFAULT_LOCK_WAIT};
 use crate::layout::{CONFIG, DUPLICATES, INDEX, LOOSE, PACKS, SANDBOX};
 use crate::progress::{Progress, ProgressUnit, check_stop};
+use crate::sidecar::PackToc;
 
 /// The folder a backup is written to before it is complete.
 const LIVE_FOLDER: &str = "live-backup";
@@ -578,6 +579,25 @@ impl Container {
         sidecar: Option<&[u8]>,
         dst: &Path,
     ) -> Result<bool> {
+        // A sidecar that cannot be decoded cannot vouch for the bytes: the copy is then kept
+        // unchecked, as that of a pack without a sidecar (validate of the backup checks it).
+        let toc = sidecar.and_then(|bytes| PackToc::decode(id, bytes).ok());
+        match self.copy_stored_pack_once(id, len, toc.as_ref(), dst) {
+            // Fetched once more before giving up: the bytes may have been damaged on the way.
+            Err(e) if e.kind() == rsdos_core::ErrorKind::Corrupt && toc.is_some() => {
+                self.copy_stored_pack_once(id, len, toc.as_ref(), dst)
+            }
+            other => other,
+        }
+    }
+
+    fn copy_stored_pack_once(
+        &self,
+        id: PackId,
+        len: u64,
+        toc: Option<&PackToc>,
+        dst: &Path,
+    ) -> Result<bool> {
         use std::io::Write;
         let handle = match self.packs().open_pack(id) {
             Ok(h) => h,
@@ -589,6 +609,8 @@ impl Container {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dst.with_file_name(format!(".{file_name}.part"));
+        // A leftover of a failed attempt (or of a killed backup) is replaced.
+        let _ = fs::remove_file(&tmp);
         let mut output = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -605,10 +627,10 @@ impl Container {
                 .map_err(|e| Error::io("write", &tmp, e))?;
             offset += n as u64;
         }
-        if let Some(sidecar) = sidecar {
+        if let Some(toc) = toc {
             use std::os::unix::fs::FileExt;
             let copy = fs::File::open(&tmp).map_err(|e| Error::io("open", &tmp, e))?;
-            let checked = crate::sidecar::verify_copy(id, sidecar, len, |pos, buf| {
+            let checked = crate::sidecar::verify_copy(id, toc, len, |pos, buf| {
                 copy.read_exact_at(buf, pos)
                     .map_err(|e| Error::io("read", &tmp, e))
             });

@@ -65,6 +65,9 @@ pub struct CleanReport {
     /// Deleted packs whose bytes object storage kept for the grace period (for streams still
     /// reading them) and that are now removed for good (`PackStore::purge_deleted`).
     pub deleted_packs_purged: u64,
+    /// Why that purge could not be done (the object storage unreachable, for example): the
+    /// rest of the clean is done and the next clean tries again.
+    pub purge_error: Option<String>,
 }
 
 impl Container {
@@ -164,9 +167,13 @@ impl Container {
         if options.vacuum {
             self.index().vacuum()?;
         }
-        // Last, as it may be the only step that needs the network: the local work is done if
-        // the object storage cannot be reached.
-        report.deleted_packs_purged = self.packs().purge_deleted()? as u64;
+        // Last, and best effort, as it may be the only step that needs the network: an
+        // unreachable object storage leaves kept bytes for the next clean, and does not turn
+        // the local work done above into a failure.
+        match self.packs().purge_deleted() {
+            Ok(n) => report.deleted_packs_purged = n as u64,
+            Err(e) => report.purge_error = Some(e.to_string()),
+        }
         Ok(report)
     }
 

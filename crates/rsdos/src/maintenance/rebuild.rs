@@ -13,13 +13,14 @@ use rsdos_core::{
     PackedEntry, PackedLocation, Result, durable,
 };
 use rsdos_index_sqlite::SqliteIndex;
-use rsdos_pack_local::{DEFAULT_MAX_OPEN_PACKS, LocalPackStore};
+use rsdos_pack_local::LocalPackStore;
 
 use crate::container::Container;
 use crate::layout::Layout;
 use crate::lock::MaintenanceLock;
+use crate::options::OpenOptions;
 use crate::progress::{Progress, ProgressUnit, check_stop};
-use crate::remote::{PacksLocation, RemoteOptions};
+use crate::remote::PacksLocation;
 use crate::sidecar::{PackScanner, PackToc, RebuildReport, read_toc};
 
 /// How long a rebuild waits for the maintenance lock.
@@ -77,6 +78,17 @@ impl Container {
     ///
     /// Open the container after this returns; no other process should use it meanwhile.
     pub fn rebuild_index_at(path: &Path, progress: &dyn Progress) -> Result<RebuildReport> {
+        Self::rebuild_index_at_with(path, &OpenOptions::default(), progress)
+    }
+
+    /// [`rebuild_index_at`](Self::rebuild_index_at) with the options of an open: the remote
+    /// pack storage's options given at open time (credentials not stored at init) and the
+    /// bound on open pack files.
+    pub fn rebuild_index_at_with(
+        path: &Path,
+        options: &OpenOptions,
+        progress: &dyn Progress,
+    ) -> Result<RebuildReport> {
         let layout = Layout::new(path);
         if !layout.config().is_file() {
             return Err(Error::NotInitialised {
@@ -95,10 +107,10 @@ impl Container {
         let packs: Arc<dyn PackStore> = match PacksLocation::read(path)? {
             Some(location) => {
                 location
-                    .open_store(&layout.packs(), &RemoteOptions::default())?
+                    .open_store(&layout.packs(), &options.packs_options)?
                     .packs
             }
-            None => Arc::new(LocalPackStore::new(&layout.packs(), DEFAULT_MAX_OPEN_PACKS)),
+            None => Arc::new(LocalPackStore::new(&layout.packs(), options.max_open_packs)),
         };
         // The old index, if it still opens, only serves to carry over rows no sidecar has.
         let old = SqliteIndex::open(&layout.index()).ok();
