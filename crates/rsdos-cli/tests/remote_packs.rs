@@ -231,10 +231,16 @@ fn remote_options_apply_to_any_command_and_are_not_stored() {
     let out = rsdos(&s.store, &["status", "--remote-option", "retries=5"]);
     ok(&out);
     // rebuild-index works without opening the container, and takes them too.
-    let out = rsdos(&s.store, &["--remote-option", "retries=many", "rebuild-index"]);
+    let out = rsdos(
+        &s.store,
+        &["--remote-option", "retries=many", "rebuild-index"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", all_text(&out));
     assert!(all_text(&out).contains("retries"), "{}", all_text(&out));
-    ok(&rsdos(&s.store, &["--remote-option", "retries=2", "rebuild-index"]));
+    ok(&rsdos(
+        &s.store,
+        &["--remote-option", "retries=2", "rebuild-index"],
+    ));
     let out = rsdos(&s.store, &["--remote-option", "bogus", "status"]);
     assert_eq!(out.status.code(), Some(2), "{}", all_text(&out));
     assert!(all_text(&out).contains("KEY=VALUE"), "{}", all_text(&out));
