@@ -42,10 +42,7 @@ fn fill_loose(c: &Container, data: &[Vec<u8>]) -> Vec<String> {
 
 fn shuffled(keys: &[String]) -> Vec<String> {
     let mut out = keys.to_vec();
-    let mut rng = Rng::new(2);
-    for i in (1..out.len()).rev() {
-        out.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng::new(2).shuffle(&mut out);
     out
 }
 

@@ -86,10 +86,7 @@ fn read_all(c: &Container, keys: &[String]) -> Result<usize> {
 /// `keys` in a fixed random order.
 fn shuffled(keys: &[String]) -> Vec<String> {
     let mut out = keys.to_vec();
-    let mut rng = Rng::new(2);
-    for i in (1..out.len()).rev() {
-        out.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng::new(2).shuffle(&mut out);
     out
 }
 

@@ -97,10 +97,7 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> Result<()> {
         .collect();
     candidates.sort();
     candidates.dedup();
-    let mut rng = Rng::new(3);
-    for i in (1..candidates.len()).rev() {
-        candidates.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng::new(3).shuffle(&mut candidates);
     // Fewer reads only when there are too few objects (a quick trial run).
     let reads_n = READS.min(candidates.len() / 2);
     ensure!(

@@ -24,6 +24,13 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
+
+    /// Puts `items` in a random order (Fisher-Yates), the same for the same seed.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
 }
 
 /// `len` random bytes.
@@ -72,4 +79,23 @@ pub fn small_objects(n: usize, seed: u64) -> Vec<Vec<u8>> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn shuffle_is_a_permutation_fixed_by_the_seed() {
+        let original: Vec<u32> = (0..1000).collect();
+        let mut a = original.clone();
+        Rng::new(7).shuffle(&mut a);
+        let mut b = original.clone();
+        Rng::new(7).shuffle(&mut b);
+        assert_eq!(a, b, "same seed, same order");
+        assert_ne!(a, original, "the order changed");
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, original, "a permutation");
+    }
 }

@@ -509,8 +509,8 @@ impl Container {
         S: AsRef<str>,
     {
         // The keys are only borrowed while the read is planned: the plan owns the hashkeys of
-        // the index rows it found and copies only the keys that are not packed (a bulk read of
-        // 100,000 keys from Python copies none of them).
+        // the index rows it found and copies only the keys that are not packed (a bulk read
+        // whose keys are all packed copies none of them here).
         let keys: Vec<S> = hashkeys.into_iter().collect();
         for k in &keys {
             self.validate_key(k.as_ref())?;
