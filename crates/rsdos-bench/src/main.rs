@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rsdos::{
     CleanOptions, CompressMode, Container, InitOptions, NoProgress, PackOptions, PackWriteOptions,
-    ValidateOptions,
+    PackedEntry, PackedLocation, ValidateOptions,
 };
 use rsdos_testkit::data::{Rng, small_objects};
 
@@ -135,6 +135,31 @@ fn phases(mut args: impl Iterator<Item = String>) -> Result<()> {
         })?;
         timed("validate", n, || {
             Ok(c.validate(&ValidateOptions::default(), &NoProgress)?)
+        })?;
+    }
+    if wanted("index insert") {
+        // The floor of W5 and W2: SQLite inserting one pack's rows in one transaction.
+        let c = Container::init(&base.path().join("index-only"), &InitOptions::default())?;
+        let mut offset = 0;
+        let entries: Vec<PackedEntry> = data
+            .iter()
+            .map(|d| {
+                let e = PackedEntry {
+                    hashkey: c.config().hash_type.hash_hex(d),
+                    location: PackedLocation {
+                        pack_id: 0,
+                        offset,
+                        length: d.len() as u64,
+                        size: d.len() as u64,
+                        compressed: false,
+                    },
+                };
+                offset += d.len() as u64;
+                e
+            })
+            .collect();
+        timed("index insert, one transaction", n, || {
+            Ok(c.index().insert(&entries)?)
         })?;
     }
     for (name, mode, algorithm) in [

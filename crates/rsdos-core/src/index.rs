@@ -29,6 +29,9 @@ pub struct IndexTotals {
 /// - [`insert`](ObjectIndex::insert) adds all entries in one transaction: after a failure none
 ///   of them is visible. An entry whose hashkey is already indexed is skipped (the existing
 ///   location is kept) and not counted in the returned number.
+/// - Entries of a [`begin_insert`](ObjectIndex::begin_insert) session are invisible (to this
+///   and other instances) until its commit, which adds them all as one `insert` of everything
+///   the session was given would; a session dropped without commit adds nothing.
 /// - [`update`](ObjectIndex::update) replaces the locations of existing hashkeys in one
 ///   transaction and ignores hashkeys that are not indexed; it returns how many it changed.
 /// - [`delete`](ObjectIndex::delete) removes the given hashkeys in one transaction and returns
@@ -52,6 +55,13 @@ pub trait ObjectIndex: Send + Sync + Debug {
     /// Inserts entries in one transaction, skipping hashkeys already present; returns the number
     /// of rows added.
     fn insert(&self, entries: &[PackedEntry]) -> Result<u64>;
+
+    /// Opens an insert transaction that stays open across calls: entries passed to
+    /// [`IndexInsert::insert`] become visible together at [`IndexInsert::commit`], and not at
+    /// all if the session is dropped without it. A writer hands rows to a session on another
+    /// thread while it still writes the pack they point into, and commits after the pack is
+    /// durable.
+    fn begin_insert(&self) -> Result<Box<dyn IndexInsert + '_>>;
 
     /// Replaces the locations of indexed hashkeys in one transaction; returns the number changed.
     fn update(&self, entries: &[PackedEntry]) -> Result<u64>;
@@ -82,6 +92,18 @@ pub trait ObjectIndex: Send + Sync + Debug {
 
     /// Compacts the storage (SQLite `VACUUM`); a no-op where that means nothing.
     fn vacuum(&self) -> Result<()>;
+}
+
+/// An open insert transaction of [`ObjectIndex::begin_insert`]. `Send`, so that a helper
+/// thread can own it; dropping it without [`commit`](IndexInsert::commit) rolls it back.
+pub trait IndexInsert: Send {
+    /// Adds entries to the transaction (invisible until the commit). Of several entries with
+    /// one hashkey, in this call or an earlier one of the session, the first wins.
+    fn insert(&mut self, entries: &[PackedEntry]) -> Result<()>;
+
+    /// Makes every entry of the session visible at once; returns the number of rows added
+    /// (entries whose hashkey was already indexed are skipped and not counted).
+    fn commit(self: Box<Self>) -> Result<u64>;
 }
 
 /// Iterators built on [`ObjectIndex`]'s pages, for every implementation.

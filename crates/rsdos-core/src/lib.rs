@@ -43,7 +43,9 @@ pub use config::{CONTAINER_VERSION, ContainerConfig, DEFAULT_PACK_SIZE_TARGET};
 pub use early_writeback::{EARLY_WRITEBACK_STEP, EarlyWriteback};
 pub use error::{Error, ErrorKind, Result};
 pub use hash_type::{HashType, ObjectHasher};
-pub use index::{HashkeyIter, IndexTotals, ObjectIndex, ObjectIndexExt, PackEntryIter};
+pub use index::{
+    HashkeyIter, IndexInsert, IndexTotals, ObjectIndex, ObjectIndexExt, PackEntryIter,
+};
 pub use meta::{ObjectCount, ObjectMeta, ObjectType, PackedEntry, PackedLocation, TotalSize};
 pub use pack_store::{PackAppender, PackHandle, PackId, PackStore, is_valid_pack_name};
 pub use remote_mirror::RemoteMirror;

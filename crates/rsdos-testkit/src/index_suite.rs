@@ -128,6 +128,58 @@ pub fn insert_is_all_or_nothing(h: &dyn IndexHarness) {
     }
 }
 
+/// Entries of a `begin_insert` session are invisible until its commit, which adds them all as
+/// one `insert` would; a session dropped without commit adds nothing.
+pub fn insert_session_is_invisible_until_commit(h: &dyn IndexHarness) {
+    let (i, other) = (h.index(), h.other());
+    i.insert(&[entry(1, 0, 0)]).expect("insert");
+    let mut session = i.begin_insert().expect("begin");
+    session
+        .insert(&[entry(1, 7, 70), entry(2, 0, 11)])
+        .expect("session insert");
+    session
+        .insert(&[entry(3, 0, 30), entry(2, 9, 90)])
+        .expect("session insert");
+    for probe in [&i, &other] {
+        assert_eq!(
+            probe.get(&key(2)).expect("get"),
+            None,
+            "visible before commit"
+        );
+        assert_eq!(probe.totals().expect("totals").count, 1);
+    }
+    // Existing hashkey 1 is skipped; of the two entries of 2, the first wins.
+    assert_eq!(session.commit().expect("commit"), 2);
+    assert_eq!(
+        other.get(&key(1)).expect("get"),
+        Some(entry(1, 0, 0).location)
+    );
+    assert_eq!(
+        other.get(&key(2)).expect("get"),
+        Some(entry(2, 0, 11).location)
+    );
+    assert_eq!(
+        other.get(&key(3)).expect("get"),
+        Some(entry(3, 0, 30).location)
+    );
+
+    let mut dropped = i.begin_insert().expect("begin");
+    dropped.insert(&[entry(4, 1, 0)]).expect("session insert");
+    drop(dropped);
+    for probe in [&i, &other] {
+        assert_eq!(
+            probe.get(&key(4)).expect("get"),
+            None,
+            "dropped session visible"
+        );
+        assert_eq!(probe.totals().expect("totals").count, 3);
+    }
+    // The index is writable again at once (the dropped session released its write lock).
+    assert_eq!(other.insert(&[entry(5, 1, 0)]).expect("insert"), 1);
+    let empty = i.begin_insert().expect("begin");
+    assert_eq!(empty.commit().expect("empty commit"), 0);
+}
+
 /// An entry whose hashkey is already indexed is skipped (the existing location is kept) and not counted.
 pub fn insert_skips_existing_and_counts_new(h: &dyn IndexHarness) {
     let i = h.index();

@@ -46,6 +46,7 @@ mod progress;
 mod read_many;
 mod reader;
 mod remote;
+mod row_feeder;
 mod sidecar;
 mod write_batch;
 
@@ -74,7 +75,8 @@ pub use reader::ObjectReader;
 pub use remote::{PACKS_SETTING_FILE, PacksLocation, RemoteOptions};
 pub use rsdos_core::{
     CompressMode, CompressionAlgorithm, ContainerConfig, Error, ErrorKind, HashType, ObjectCount,
-    ObjectMeta, ObjectType, PackedLocation, RemoteMirror, Result, TotalSize, UtcTime,
+    ObjectIndex, ObjectMeta, ObjectType, PackedEntry, PackedLocation, RemoteMirror, Result,
+    TotalSize, UtcTime,
 };
 pub use sidecar::{PackToc, RebuildReport, TocEntry};
 pub use write_batch::{

@@ -10,6 +10,7 @@ use crate::codec::{BufCompressor, StreamEncoder, auto_should_compress};
 use crate::container::Container;
 use crate::hashing::{HashingReader, read_up_to};
 use crate::lock::MaintenanceLock;
+use crate::row_feeder::RowFeeder;
 
 /// Objects up to this size are read whole into memory, hashed, looked up in batches and
 /// written only if new; larger ones are streamed into the pack (and cut off again if they turn
@@ -24,6 +25,10 @@ const PENDING_MAX_BYTES: usize = 16 * 1024 * 1024;
 const PARALLEL_COMPRESS_MIN: usize = 64;
 /// Threads compressing one batch at most (the writing thread is one of them).
 const COMPRESS_THREADS_MAX: usize = 8;
+/// Rows of the current pack before they are handed to a [`RowFeeder`]: fewer are inserted at
+/// commit on the writing thread (a thread costs more than the overlap saves), and handing
+/// them over in batches of this size keeps the channel's messages few.
+const FEED_MIN_ROWS: usize = 2048;
 
 struct Pending {
     hashkey: String,
@@ -51,6 +56,11 @@ pub(crate) struct PackWriter<'c> {
     extra_compressors: Vec<BufCompressor>,
     inbuf: Vec<u8>,
     next_pack_hint: PackId,
+    /// The helper inserting this pack's rows while the pack is written (started once a
+    /// pack has [`FEED_MIN_ROWS`] rows; smaller commits insert on this thread).
+    feeder: Option<RowFeeder>,
+    /// Hashkeys of the rows handed to `feeder`, committed with it.
+    fed: Vec<String>,
     /// Rows added to the index by this writer.
     inserted: u64,
     /// Hashkeys whose rows were committed since the last [`PackWriter::take_committed`].
@@ -93,6 +103,8 @@ impl<'c> PackWriter<'c> {
             inbuf: Vec::new(),
             next_pack_hint: container.pack_id_hint(),
             committed: Vec::new(),
+            feeder: None,
+            fed: Vec::new(),
             inserted: 0,
             _lock: lock,
         }
@@ -132,7 +144,24 @@ impl<'c> PackWriter<'c> {
                 compressed,
             },
         });
+        self.feed_rows(FEED_MIN_ROWS);
         Ok(())
+    }
+
+    /// Hands the rows written so far, if there are at least `at_least`, to the helper that
+    /// inserts them while the pack is still being written. The helper is started once there
+    /// are [`FEED_MIN_ROWS`] rows to hand over.
+    fn feed_rows(&mut self, at_least: usize) {
+        if self.rows.is_empty() || self.rows.len() < at_least {
+            return;
+        }
+        if self.feeder.is_none() && self.rows.len() >= FEED_MIN_ROWS {
+            self.feeder = RowFeeder::start(self.container);
+        }
+        if let Some(feeder) = self.feeder.as_mut() {
+            self.fed.extend(self.rows.iter().map(|r| r.hashkey.clone()));
+            feeder.feed(std::mem::take(&mut self.rows));
+        }
     }
 
     /// Streams a large object whose hashkey must be `expected` (a loose file being packed);
@@ -238,6 +267,7 @@ impl<'c> PackWriter<'c> {
                 hashkey: p.hashkey,
             });
         }
+        self.feed_rows(FEED_MIN_ROWS);
         Ok(())
     }
 
@@ -426,6 +456,12 @@ impl<'c> PackWriter<'c> {
 
     /// Makes the current pack durable and commits its rows in one transaction.
     fn commit(&mut self) -> Result<()> {
+        if self.appender.is_none() {
+            return Ok(());
+        }
+        // The rows not fed yet are fed now, so that the helper inserts them while the pack
+        // syncs (a helper is started for them if they are many).
+        self.feed_rows(1);
         let Some(appender) = self.appender.as_mut() else {
             return Ok(());
         };
@@ -439,7 +475,18 @@ impl<'c> PackWriter<'c> {
                 .flush()
                 .map_err(|e| Error::io("write pack", format!("pack {pack_id}"), e))?;
         }
-        self.inserted += self.container.index().insert(&self.rows)?;
+        // Only now, with the bytes durable, may the rows become visible.
+        self.inserted += match self.feeder.take() {
+            Some(feeder) => {
+                // Taken first: after a failed commit these rows are gone (their bytes stay an
+                // unreferenced tail), and their keys must never be reported as committed.
+                let fed = std::mem::take(&mut self.fed);
+                let added = feeder.commit()?;
+                self.committed.extend(fed);
+                added
+            }
+            None => self.container.index().insert(&self.rows)?,
+        };
         self.committed
             .extend(self.rows.drain(..).map(|r| r.hashkey));
         self.committed_len = appender.position();

@@ -295,6 +295,110 @@ fn add_many_to_pack_returns_keys_in_input_order_and_stores_each_once() {
     assert_eq!(c.total_size().expect("size"), sizes);
 }
 
+/// Rows of a direct-to-pack write are inserted on a helper thread while the pack is written;
+/// none may be visible (to another handle, as another process) before the pack commits, and
+/// every one must be after, also across several packs.
+#[test]
+fn add_many_to_pack_rows_are_invisible_until_their_pack_commits() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = new_container(
+        dir.path(),
+        InitOptions::default().with_pack_size_target(64 << 20),
+    );
+    let other = Container::open(c.path()).expect("open");
+    let mut rng = Rng::new(9);
+    let contents: Vec<Vec<u8>> = (0..12_000)
+        .map(|i| random_bytes(&mut rng, 40 + i % 400))
+        .collect();
+    let first_key = HashType::Sha256.hash_hex(&contents[0]);
+    let mut checked = false;
+    let keys = c
+        .add_many_to_pack(
+            contents.iter().enumerate().map(|(i, v)| {
+                if i == 9_000 {
+                    // 9,000 rows were handed to the index's helper by now, none committed.
+                    assert_eq!(other.count().expect("count").packed, 0);
+                    assert_eq!(
+                        other.get_object(&first_key).map_err(|e| e.kind()),
+                        Err(ErrorKind::NotFound)
+                    );
+                    checked = true;
+                }
+                &v[..]
+            }),
+            &packed(CompressMode::No),
+        )
+        .expect("pack");
+    assert!(checked);
+    assert_eq!(other.count().expect("count").packed, 12_000);
+    for (k, v) in keys.iter().zip(&contents).step_by(97) {
+        assert_eq!(&other.get_object(k).expect("get"), v);
+    }
+
+    // Several packs of ~4,000 rows each: each pack's rows commit when it fills up.
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = new_container(
+        dir.path(),
+        InitOptions::default().with_pack_size_target(1 << 20),
+    );
+    let keys = c
+        .add_many_to_pack(contents.iter().map(|v| &v[..]), &packed(CompressMode::No))
+        .expect("pack");
+    let count = c.count().expect("count");
+    assert_eq!(count.packed, 12_000);
+    assert!(count.pack_files >= 2, "{count:?}");
+    let sizes = c.total_size().expect("size");
+    assert_eq!(
+        sizes.total_size_packfiles_on_disk,
+        sizes.total_size_packed_on_disk
+    );
+    for (k, v) in keys.iter().zip(&contents).step_by(89) {
+        assert_eq!(&c.get_object(k).expect("get"), v);
+    }
+}
+
+/// A direct-to-pack write that fails half-way commits what was completely written (rows
+/// handed to the helper included) and leaves the index writable at once.
+#[test]
+fn add_many_to_pack_failing_input_keeps_what_was_written() {
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the source went away"))
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = new_container(dir.path(), InitOptions::default());
+    let mut rng = Rng::new(10);
+    let contents: Vec<Vec<u8>> = (0..6_000)
+        .map(|i| random_bytes(&mut rng, 10 + i % 300))
+        .collect();
+    let inputs = contents
+        .iter()
+        .map(|v| Box::new(&v[..]) as Box<dyn Read>)
+        .chain(std::iter::once(Box::new(Failing) as Box<dyn Read>));
+    let err = c
+        .add_many_to_pack(inputs, &packed(CompressMode::No))
+        .expect_err("the source fails");
+    let source = std::error::Error::source(&err).map(|s| s.to_string());
+    assert_eq!(source.as_deref(), Some("the source went away"), "{err}");
+    assert_eq!(c.count().expect("count").packed, 6_000);
+    for v in contents.iter().step_by(101) {
+        let k = HashType::Sha256.hash_hex(v);
+        assert_eq!(&c.get_object(&k).expect("get"), v);
+    }
+    // Nothing holds the index's write lock: the next write goes through.
+    let k = c
+        .add_many_to_pack([&b"after the failure"[..]], &packed(CompressMode::No))
+        .expect("write after failure");
+    assert_eq!(c.get_object(&k[0]).expect("get"), b"after the failure");
+    let sizes = c.total_size().expect("size");
+    assert_eq!(
+        sizes.total_size_packfiles_on_disk,
+        sizes.total_size_packed_on_disk
+    );
+}
+
 #[test]
 fn compression_modes_and_codecs() {
     for algorithm in [
