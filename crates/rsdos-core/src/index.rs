@@ -30,8 +30,9 @@ pub struct IndexTotals {
 ///   of them is visible. An entry whose hashkey is already indexed is skipped (the existing
 ///   location is kept) and not counted in the returned number.
 /// - Entries of a [`begin_insert`](ObjectIndex::begin_insert) session are invisible (to this
-///   and other instances) until its commit, which adds them all as one `insert` of everything
-///   the session was given would; a session dropped without commit adds nothing.
+///   and other instances) until its commit, which has the same result as one `insert` of all
+///   the entries given to the session; a session dropped without commit adds nothing, and so
+///   does a session one of whose inserts failed (its later inserts and its commit fail).
 /// - [`update`](ObjectIndex::update) replaces the locations of existing hashkeys in one
 ///   transaction and ignores hashkeys that are not indexed; it returns how many it changed.
 /// - [`delete`](ObjectIndex::delete) removes the given hashkeys in one transaction and returns
@@ -98,7 +99,8 @@ pub trait ObjectIndex: Send + Sync + Debug {
 /// thread can own it; dropping it without [`commit`](IndexInsert::commit) rolls it back.
 pub trait IndexInsert: Send {
     /// Adds entries to the transaction (invisible until the commit). Of several entries with
-    /// one hashkey, in this call or an earlier one of the session, the first wins.
+    /// one hashkey, in this call or an earlier one of the session, the first wins. After a
+    /// failure the session is over: nothing of it will be committed, and later calls fail.
     fn insert(&mut self, entries: &[PackedEntry]) -> Result<()>;
 
     /// Makes every entry of the session visible at once; returns the number of rows added

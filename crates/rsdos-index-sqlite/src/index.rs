@@ -145,7 +145,6 @@ impl SqliteIndex {
     /// Runs `sql` once per entry, with the entry bound as `?1` hashkey, `?2` compressed,
     /// `?3` size, `?4` offset, `?5` length, `?6` pack id, all in one immediate transaction;
     /// returns the number of rows changed.
-    /// Writes `entries` with `sql` in one transaction.
     fn write_rows(&self, entries: &[PackedEntry], sql: &str, what: &str) -> Result<u64> {
         if entries.is_empty() {
             return Ok(0);
@@ -351,23 +350,68 @@ fn entry_params(e: &PackedEntry) -> rusqlite::Result<(&str, bool, i64, i64, i64,
 /// mode are not blocked).
 struct SqliteInsert<'a> {
     index: &'a SqliteIndex,
-    /// `None` once committed.
+    /// `None` once committed, or once an insert failed.
     conn: Option<Connection>,
     changed: u64,
+    /// Why an earlier insert failed: the session is over, and `commit` says so.
+    failed: Option<String>,
+}
+
+impl SqliteInsert<'_> {
+    /// Ends the session after a failure: rolled back at once (the rows of earlier calls
+    /// included), so that nothing of it can be committed or stay locked.
+    fn fail(&mut self, error: Error) -> Error {
+        self.failed = Some(error.to_string());
+        if let Some(conn) = self.conn.take()
+            && conn.execute_batch("ROLLBACK").is_ok()
+        {
+            self.index.release(conn);
+        }
+        error
+    }
 }
 
 impl IndexInsert for SqliteInsert<'_> {
     fn insert(&mut self, entries: &[PackedEntry]) -> Result<()> {
-        let path = &self.index.path;
+        if let Some(why) = &self.failed {
+            return Err(Error::InvalidArgument(format!(
+                "the insert session failed earlier: {why}"
+            )));
+        }
+        let index = self.index;
+        let path = &index.path;
         let conn = self
             .conn
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("BUG: insert after commit".into()))?;
-        self.changed += insert_sorted(conn, entries).map_err(|e| db_err(path, "insert", e))?;
-        Ok(())
+        // SQLite rolls a transaction back by itself on some errors (a full disk, I/O, out of
+        // memory); rows inserted after that would be committed at once, one by one.
+        if conn.is_autocommit() {
+            let e = Error::Index {
+                path: path.clone(),
+                detail: "the insert transaction was rolled back by SQLite".into(),
+                source: "autocommit".into(),
+            };
+            return Err(self.fail(e));
+        }
+        match insert_sorted(conn, entries) {
+            Ok(changed) => {
+                self.changed += changed;
+                Ok(())
+            }
+            Err(e) => {
+                let e = db_err(path, "insert", e);
+                Err(self.fail(e))
+            }
+        }
     }
 
     fn commit(mut self: Box<Self>) -> Result<u64> {
+        if let Some(why) = &self.failed {
+            return Err(Error::InvalidArgument(format!(
+                "the insert session failed earlier and was rolled back: {why}"
+            )));
+        }
         let conn = self
             .conn
             .take()
@@ -477,6 +521,7 @@ impl ObjectIndex for SqliteIndex {
             index: self,
             conn: Some(conn),
             changed: 0,
+            failed: None,
         }))
     }
 

@@ -178,6 +178,53 @@ pub fn insert_session_is_invisible_until_commit(h: &dyn IndexHarness) {
     assert_eq!(other.insert(&[entry(5, 1, 0)]).expect("insert"), 1);
     let empty = i.begin_insert().expect("begin");
     assert_eq!(empty.commit().expect("empty commit"), 0);
+
+    // Many rows per call (implementations batch them): duplicates inside a call and keys
+    // already indexed, on both sides of any batch boundary; the first entry of a key wins.
+    let mut many: Vec<PackedEntry> = (100..400).map(|n| entry(n, 2, n * 10)).collect();
+    for n in [100, 163, 164, 165, 227, 228, 300, 399] {
+        many.push(entry(n, 8, 1));
+    }
+    many.insert(0, entry(3, 8, 1));
+    many.insert(64, entry(5, 8, 1));
+    let mut session = i.begin_insert().expect("begin");
+    session.insert(&many[..150]).expect("session insert");
+    session.insert(&many[150..]).expect("session insert");
+    assert_eq!(session.commit().expect("commit"), 300);
+    for n in [3, 5] {
+        assert_ne!(other.get(&key(n)).expect("get").map(|l| l.pack_id), Some(8));
+    }
+    for n in [100, 163, 164, 165, 227, 228, 300, 399] {
+        assert_eq!(
+            other.get(&key(n)).expect("get"),
+            Some(entry(n, 2, n * 10).location)
+        );
+    }
+    assert_eq!(other.totals().expect("totals").count, 304);
+}
+
+/// A session one of whose inserts failed commits nothing: its later inserts and its commit
+/// fail, and the index is writable again at once.
+pub fn insert_session_after_a_failure_commits_nothing(h: &dyn IndexHarness) {
+    let (i, other) = (h.index(), h.other());
+    let mut bad = entry(2, 0, 100);
+    bad.location.offset = u64::MAX; // not representable by an SQL integer
+    let mut session = i.begin_insert().expect("begin");
+    session.insert(&[entry(1, 0, 0)]).expect("session insert");
+    if session.insert(&[entry(3, 0, 30), bad]).is_ok() {
+        // An implementation that can store the value has nothing to test here.
+        return;
+    }
+    assert!(
+        session.insert(&[entry(4, 0, 40)]).is_err(),
+        "insert after failure"
+    );
+    assert!(session.commit().is_err(), "commit after failure");
+    for probe in [&i, &other] {
+        assert_eq!(probe.totals().expect("totals").count, 0);
+        assert_eq!(probe.get(&key(1)).expect("get"), None);
+    }
+    assert_eq!(other.insert(&[entry(5, 1, 0)]).expect("insert"), 1);
 }
 
 /// An entry whose hashkey is already indexed is skipped (the existing location is kept) and not counted.

@@ -36,6 +36,7 @@ macro_rules! object_index_suite {
             get_many_is_exact_for_sparse_and_dense_requests,
             insert_is_all_or_nothing,
             insert_session_is_invisible_until_commit,
+            insert_session_after_a_failure_commits_nothing,
             insert_skips_existing_and_counts_new,
             update_replaces_known_and_ignores_unknown,
             delete_returns_present_and_ignores_unknown,

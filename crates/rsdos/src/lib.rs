@@ -28,7 +28,7 @@
 //! ```
 //!
 //! See `docs/design.md` in the repository for the on-disk format, the traits behind the
-//! container ([`ObjectIndex`](rsdos_core::ObjectIndex), [`PackStore`](rsdos_core::PackStore))
+//! container ([`ObjectIndex`], [`PackStore`](rsdos_core::PackStore))
 //! and the concurrency and crash rules.
 
 mod auto_pack;

@@ -59,8 +59,15 @@ pub(crate) struct PackWriter<'c> {
     /// The helper inserting this pack's rows while the pack is written (started once a
     /// pack has [`FEED_MIN_ROWS`] rows; smaller commits insert on this thread).
     feeder: Option<RowFeeder>,
-    /// Hashkeys of the rows handed to `feeder`, committed with it.
-    fed: Vec<String>,
+    /// Copies of the rows handed to `feeder`: if the helper fails, they are inserted on this
+    /// thread instead (as rows were before the helper existed).
+    fed: Vec<PackedEntry>,
+    /// A helper could not be started or failed: rows are inserted on this thread from then on.
+    feeder_failed: bool,
+    /// Why making a pack durable failed. Nothing is committed after that: on Linux a second
+    /// fsync after a failed write-back can succeed although the data was dropped, and rows
+    /// committed then would let the caller delete the loose copies of lost objects.
+    sync_failed: Option<String>,
     /// Rows added to the index by this writer.
     inserted: u64,
     /// Hashkeys whose rows were committed since the last [`PackWriter::take_committed`].
@@ -105,6 +112,8 @@ impl<'c> PackWriter<'c> {
             committed: Vec::new(),
             feeder: None,
             fed: Vec::new(),
+            feeder_failed: false,
+            sync_failed: None,
             inserted: 0,
             _lock: lock,
         }
@@ -155,13 +164,26 @@ impl<'c> PackWriter<'c> {
         if self.rows.is_empty() || self.rows.len() < at_least {
             return;
         }
-        if self.feeder.is_none() && self.rows.len() >= FEED_MIN_ROWS {
+        if self.feeder.is_none() && !self.feeder_failed && self.rows.len() >= FEED_MIN_ROWS {
             self.feeder = RowFeeder::start(self.container);
+            self.feeder_failed = self.feeder.is_none();
         }
         if let Some(feeder) = self.feeder.as_mut() {
-            self.fed.extend(self.rows.iter().map(|r| r.hashkey.clone()));
-            feeder.feed(std::mem::take(&mut self.rows));
+            if feeder.feed(self.rows.clone()) {
+                self.fed.append(&mut self.rows);
+            } else {
+                self.abandon_feeder();
+            }
         }
+    }
+
+    /// Drops the helper (its session rolls back) and takes its rows back, to be inserted on
+    /// this thread at commit.
+    fn abandon_feeder(&mut self) {
+        self.feeder = None;
+        self.feeder_failed = true;
+        self.fed.append(&mut self.rows);
+        self.rows = std::mem::take(&mut self.fed);
     }
 
     /// Streams a large object whose hashkey must be `expected` (a loose file being packed);
@@ -459,37 +481,62 @@ impl<'c> PackWriter<'c> {
         if self.appender.is_none() {
             return Ok(());
         }
+        if let Some(why) = &self.sync_failed {
+            let pack = self
+                .appender
+                .as_ref()
+                .map(|a| a.pack_id())
+                .unwrap_or_default();
+            return Err(Error::io(
+                "commit pack",
+                format!("pack {pack}"),
+                std::io::Error::other(format!(
+                    "making the pack durable failed earlier ({why}); nothing more is committed"
+                )),
+            ));
+        }
         // The rows not fed yet are fed now, so that the helper inserts them while the pack
         // syncs (a helper is started for them if they are many).
         self.feed_rows(1);
         let Some(appender) = self.appender.as_mut() else {
             return Ok(());
         };
-        if self.fsync {
-            appender.sync()?;
+        let pack_id = appender.pack_id();
+        let position = appender.position();
+        let durable = if self.fsync {
+            appender.sync()
         } else {
             // Without fsync the rows must still point at bytes in the file: a buffering
             // appender writes them out here, and a failure (a full disk) stops the commit.
-            let pack_id = appender.pack_id();
             appender
                 .flush()
-                .map_err(|e| Error::io("write pack", format!("pack {pack_id}"), e))?;
+                .map_err(|e| Error::io("write pack", format!("pack {pack_id}"), e))
+        };
+        if let Err(e) = durable {
+            self.sync_failed = Some(e.to_string());
+            self.abandon_feeder();
+            return Err(e);
         }
         // Only now, with the bytes durable, may the rows become visible.
         self.inserted += match self.feeder.take() {
-            Some(feeder) => {
-                // Taken first: after a failed commit these rows are gone (their bytes stay an
-                // unreferenced tail), and their keys must never be reported as committed.
-                let fed = std::mem::take(&mut self.fed);
-                let added = feeder.commit()?;
-                self.committed.extend(fed);
-                added
-            }
+            Some(feeder) => match feeder.commit() {
+                Ok(added) => {
+                    self.committed.extend(self.fed.drain(..).map(|r| r.hashkey));
+                    added
+                }
+                Err(e) => {
+                    // The rows are inserted again on this thread by the next commit (the
+                    // caller retries after an error); `INSERT OR IGNORE` skips any that a
+                    // commit reported as failed did write.
+                    self.abandon_feeder();
+                    return Err(e);
+                }
+            },
             None => self.container.index().insert(&self.rows)?,
         };
         self.committed
             .extend(self.rows.drain(..).map(|r| r.hashkey));
-        self.committed_len = appender.position();
+        self.committed_len = position;
         Ok(())
     }
 

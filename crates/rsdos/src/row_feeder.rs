@@ -45,10 +45,13 @@ impl RowFeeder {
     }
 
     /// Queues rows for the session (blocks while the helper is [`QUEUED_BATCHES_MAX`] batches
-    /// behind). A helper that failed stops taking rows; its error comes from `commit`.
-    pub(crate) fn feed(&mut self, rows: Vec<PackedEntry>) {
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(Message::Rows(rows));
+    /// behind). `false`: the helper failed and takes no more rows (nothing of its session
+    /// will be committed).
+    #[must_use]
+    pub(crate) fn feed(&mut self, rows: Vec<PackedEntry>) -> bool {
+        match &self.sender {
+            Some(sender) => sender.send(Message::Rows(rows)).is_ok(),
+            None => false,
         }
     }
 

@@ -316,7 +316,9 @@ fn add_many_to_pack_rows_are_invisible_until_their_pack_commits() {
         .add_many_to_pack(
             contents.iter().enumerate().map(|(i, v)| {
                 if i == 9_000 {
-                    // 9,000 rows were handed to the index's helper by now, none committed.
+                    // 8,192 rows were handed to the index's helper thread by now (it runs:
+                    // its name is in the process's thread list), and none is committed.
+                    assert!(thread_names().iter().any(|n| n == "rsdos-index-row"));
                     assert_eq!(other.count().expect("count").packed, 0);
                     assert_eq!(
                         other.get_object(&first_key).map_err(|e| e.kind()),
@@ -355,6 +357,15 @@ fn add_many_to_pack_rows_are_invisible_until_their_pack_commits() {
     for (k, v) in keys.iter().zip(&contents).step_by(89) {
         assert_eq!(&c.get_object(k).expect("get"), v);
     }
+}
+
+/// The names of this process's threads (Linux truncates them to 15 bytes).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("list threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim_end().to_string())
+        .collect()
 }
 
 /// A direct-to-pack write that fails half-way commits what was completely written (rows
