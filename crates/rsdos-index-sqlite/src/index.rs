@@ -55,6 +55,19 @@ const INSERT_SQL: &str = "INSERT OR IGNORE INTO db_object \
 pub struct SqliteIndex {
     path: PathBuf,
     pool: Mutex<Vec<Connection>>,
+    /// See [`TotalsCache`].
+    totals: Mutex<Option<TotalsCache>>,
+}
+
+/// The last [`IndexTotals`], kept with the connection that computed them. That connection
+/// never writes, so its `PRAGMA data_version` changes exactly when any other connection, of
+/// this process or another, commits: then the sums are computed again, else the kept ones are
+/// still exact. Counting and summing 100,000 rows takes ~6 ms; asking the version ~2 µs (a
+/// `count` followed by a `total_size`, as `verdi storage info` does, pays the sums once).
+#[derive(Debug)]
+struct TotalsCache {
+    conn: Connection,
+    kept: Option<(i64, IndexTotals)>,
 }
 
 impl SqliteIndex {
@@ -77,6 +90,7 @@ impl SqliteIndex {
         let index = SqliteIndex {
             path: path.to_path_buf(),
             pool: Mutex::new(Vec::new()),
+            totals: Mutex::new(None),
         };
         configure(&conn, path)?;
         conn.execute_batch(&format!("BEGIN; {SCHEMA}; {PACK_OFFSET_INDEX}; COMMIT;"))
@@ -97,6 +111,7 @@ impl SqliteIndex {
         let index = SqliteIndex {
             path: path.to_path_buf(),
             pool: Mutex::new(Vec::new()),
+            totals: Mutex::new(None),
         };
         // Open one connection now so that a corrupt or foreign file is reported at open time.
         let conn = index.acquire()?;
@@ -164,6 +179,11 @@ impl SqliteIndex {
         if let Some(conn) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);
         }
+        self.open_connection()
+    }
+
+    /// A new configured connection (not from the pool).
+    fn open_connection(&self) -> Result<Connection> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -557,22 +577,43 @@ impl ObjectIndex for SqliteIndex {
     }
 
     fn totals(&self) -> Result<IndexTotals> {
-        self.with_conn(
-            |c| {
-                c.query_row(
-                    "SELECT count(*), COALESCE(SUM(size), 0), COALESCE(SUM(length), 0) FROM db_object",
-                    [],
-                    |r| {
-                        Ok(IndexTotals {
-                            count: r.get::<_, i64>(0)? as u64,
-                            size: r.get::<_, i64>(1)? as u64,
-                            length: r.get::<_, i64>(2)? as u64,
-                        })
-                    },
-                )
-            },
-            "count",
-        )
+        let mut guard = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = match guard.as_mut() {
+            Some(cache) => cache,
+            None => guard.insert(TotalsCache {
+                conn: self.open_connection()?,
+                kept: None,
+            }),
+        };
+        let computed = (|| -> rusqlite::Result<IndexTotals> {
+            let version: i64 = cache
+                .conn
+                .prepare_cached("PRAGMA data_version")?
+                .query_row([], |r| r.get(0))?;
+            if let Some((kept_version, totals)) = cache.kept
+                && kept_version == version
+            {
+                return Ok(totals);
+            }
+            cache.kept = None;
+            let totals = cache.conn.prepare_cached(
+                "SELECT count(*), COALESCE(SUM(size), 0), COALESCE(SUM(length), 0) FROM db_object",
+            )?
+            .query_row([], |r| {
+                Ok(IndexTotals {
+                    count: r.get::<_, i64>(0)? as u64,
+                    size: r.get::<_, i64>(1)? as u64,
+                    length: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            cache.kept = Some((version, totals));
+            Ok(totals)
+        })();
+        computed.map_err(|e| {
+            // A connection that failed is not kept: the next call opens a new one.
+            *guard = None;
+            db_err(&self.path, "count", e)
+        })
     }
 
     fn pack_ids(&self) -> Result<Vec<u64>> {

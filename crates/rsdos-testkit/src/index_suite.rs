@@ -288,6 +288,30 @@ pub fn totals_count_and_sum(h: &dyn IndexHarness) {
         .expect("insert");
     let t = i.totals().expect("totals");
     assert_eq!((t.count, t.size, t.length), (2, 21 + 22, 11 + 12));
+    // Asked again after each kind of change, by this instance and by another (an
+    // implementation may keep the sums between calls, but never past a commit).
+    assert_eq!(i.totals().expect("totals"), t);
+    let mut moved = entry(1, 0, 0);
+    moved.location.size = 1000;
+    moved.location.length = 500;
+    i.update(&[moved]).expect("update");
+    let t = i.totals().expect("totals");
+    assert_eq!((t.count, t.size, t.length), (2, 1000 + 22, 500 + 12));
+    h.other().insert(&[entry(3, 1, 0)]).expect("insert");
+    let t = i.totals().expect("totals");
+    assert_eq!(
+        (t.count, t.size, t.length),
+        (3, 1000 + 22 + 23, 500 + 12 + 13)
+    );
+    i.delete(&[&key(2)]).expect("delete");
+    let t = i.totals().expect("totals");
+    assert_eq!((t.count, t.size, t.length), (2, 1000 + 23, 500 + 13));
+    let other = h.other();
+    let mut session = other.begin_insert().expect("begin");
+    session.insert(&[entry(4, 1, 50)]).expect("session insert");
+    assert_eq!(i.totals().expect("totals").count, 2);
+    session.commit().expect("commit");
+    assert_eq!(i.totals().expect("totals").count, 3);
 }
 
 /// `pack_ids` lists the distinct pack ids that rows point to, ascending.

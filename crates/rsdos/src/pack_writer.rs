@@ -10,7 +10,7 @@ use crate::codec::{BufCompressor, StreamEncoder, auto_should_compress};
 use crate::container::Container;
 use crate::hashing::{HashingReader, read_up_to};
 use crate::lock::MaintenanceLock;
-use crate::row_feeder::RowFeeder;
+use crate::row_feeder::{FeedOutcome, RowFeeder};
 
 /// Objects up to this size are read whole into memory, hashed, looked up in batches and
 /// written only if new; larger ones are streamed into the pack (and cut off again if they turn
@@ -59,10 +59,8 @@ pub(crate) struct PackWriter<'c> {
     /// The helper inserting this pack's rows while the pack is written (started once a
     /// pack has [`FEED_MIN_ROWS`] rows; smaller commits insert on this thread).
     feeder: Option<RowFeeder>,
-    /// Copies of the rows handed to `feeder`: if the helper fails, they are inserted on this
-    /// thread instead (as rows were before the helper existed).
-    fed: Vec<PackedEntry>,
-    /// A helper could not be started or failed: rows are inserted on this thread from then on.
+    /// A helper could not be started or failed: rows are inserted on this thread from then on
+    /// (a failed helper hands its rows back).
     feeder_failed: bool,
     /// Why making a pack durable failed. Nothing is committed after that: on Linux a second
     /// fsync after a failed write-back can succeed although the data was dropped, and rows
@@ -111,7 +109,6 @@ impl<'c> PackWriter<'c> {
             next_pack_hint: container.pack_id_hint(),
             committed: Vec::new(),
             feeder: None,
-            fed: Vec::new(),
             feeder_failed: false,
             sync_failed: None,
             inserted: 0,
@@ -168,22 +165,12 @@ impl<'c> PackWriter<'c> {
             self.feeder = RowFeeder::start(self.container);
             self.feeder_failed = self.feeder.is_none();
         }
-        if let Some(feeder) = self.feeder.as_mut() {
-            if feeder.feed(self.rows.clone()) {
-                self.fed.append(&mut self.rows);
-            } else {
-                self.abandon_feeder();
-            }
+        if let Some(feeder) = self.feeder.as_mut()
+            && let Err(rows) = feeder.feed(std::mem::take(&mut self.rows))
+        {
+            // The helper failed: its rows come back at commit; these stay here.
+            self.rows = rows;
         }
-    }
-
-    /// Drops the helper (its session rolls back) and takes its rows back, to be inserted on
-    /// this thread at commit.
-    fn abandon_feeder(&mut self) {
-        self.feeder = None;
-        self.feeder_failed = true;
-        self.fed.append(&mut self.rows);
-        self.rows = std::mem::take(&mut self.fed);
     }
 
     /// Streams a large object whose hashkey must be `expected` (a loose file being packed);
@@ -514,26 +501,28 @@ impl<'c> PackWriter<'c> {
         };
         if let Err(e) = durable {
             self.sync_failed = Some(e.to_string());
-            self.abandon_feeder();
+            // Its session rolls back.
+            self.feeder = None;
             return Err(e);
         }
         // Only now, with the bytes durable, may the rows become visible.
-        self.inserted += match self.feeder.take() {
-            Some(feeder) => match feeder.commit() {
-                Ok(added) => {
-                    self.committed.extend(self.fed.drain(..).map(|r| r.hashkey));
-                    added
+        if let Some(feeder) = self.feeder.take() {
+            match feeder.commit()? {
+                FeedOutcome::Committed { added, rows } => {
+                    self.inserted += added;
+                    self.committed
+                        .extend(rows.into_iter().flatten().map(|r| r.hashkey));
                 }
-                Err(e) => {
-                    // The rows are inserted again on this thread by the next commit (the
-                    // caller retries after an error); `INSERT OR IGNORE` skips any that a
+                FeedOutcome::NotCommitted(mut rows) => {
+                    // Inserted here instead, below; `INSERT OR IGNORE` skips any row that a
                     // commit reported as failed did write.
-                    self.abandon_feeder();
-                    return Err(e);
+                    rows.append(&mut self.rows);
+                    self.rows = rows;
+                    self.feeder_failed = true;
                 }
-            },
-            None => self.container.index().insert(&self.rows)?,
-        };
+            }
+        }
+        self.inserted += self.container.index().insert(&self.rows)?;
         self.committed
             .extend(self.rows.drain(..).map(|r| r.hashkey));
         self.committed_len = position;
