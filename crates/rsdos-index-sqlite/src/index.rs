@@ -179,11 +179,6 @@ impl SqliteIndex {
         if let Some(conn) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);
         }
-        self.open_connection()
-    }
-
-    /// A new configured connection (not from the pool).
-    fn open_connection(&self) -> Result<Connection> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -580,8 +575,9 @@ impl ObjectIndex for SqliteIndex {
         let mut guard = self.totals.lock().unwrap_or_else(|p| p.into_inner());
         let cache = match guard.as_mut() {
             Some(cache) => cache,
+            // A pooled connection (configured, its schema read) leaves the pool for good.
             None => guard.insert(TotalsCache {
-                conn: self.open_connection()?,
+                conn: self.acquire()?,
                 kept: None,
             }),
         };
