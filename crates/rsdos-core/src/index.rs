@@ -20,8 +20,9 @@ pub struct IndexTotals {
 /// Contract, for every implementation (each sentence is a test of the behaviour suite in
 /// `rsdos-testkit`):
 ///
-/// - Every call sees all changes committed before it started, by this or any other process;
-///   no snapshot is kept from one call to the next.
+/// - Every call sees all changes committed before it started, by this or any other process:
+///   no snapshot is kept from one call to the next, and a result kept between calls is only
+///   returned after checking that nothing was committed since.
 /// - [`get`](ObjectIndex::get) returns `None` for an unknown hashkey.
 /// - [`get_many`](ObjectIndex::get_many) returns one entry per distinct known hashkey of its
 ///   input, in no particular order, and leaves unknown hashkeys out; any number of keys may be

@@ -60,9 +60,10 @@ pub struct SqliteIndex {
 }
 
 /// The last [`IndexTotals`], kept with the connection that computed them. That connection
-/// never writes, so its `PRAGMA data_version` changes exactly when any other connection, of
-/// this process or another, commits: then the sums are computed again, else the kept ones are
-/// still exact. Counting and summing 100,000 rows takes ~6 ms; asking the version ~2 µs (a
+/// never writes, so its `PRAGMA data_version` changes whenever any other connection, of this
+/// process or another, commits (and sometimes when nothing was committed, such as after a
+/// checkpoint): then the sums are computed again; while it stays the same, the kept ones are
+/// exact. Counting and summing 100,000 rows takes ~6 ms; asking the version ~2 µs (a
 /// `count` followed by a `total_size`, as `verdi storage info` does, pays the sums once).
 #[derive(Debug)]
 struct TotalsCache {

@@ -88,7 +88,7 @@ impl RowFeeder {
     }
 
     /// Commits everything fed, once the helper has inserted it. `Err` only if the helper
-    /// panicked (its rows are then lost to the index; their bytes stay unreferenced).
+    /// panicked (its rows are then not indexed, and the writer reports none as committed).
     pub(crate) fn commit(mut self) -> Result<FeedOutcome> {
         if let Some(sender) = self.sender.take() {
             let _ = sender.send(Message::Commit);
@@ -207,6 +207,7 @@ mod tests {
         let mut all: Vec<PackedEntry> = (0..150).map(row).collect();
         all.push(bad);
         let mut refused = Vec::new();
+        let mut accepted: Vec<u64> = Vec::new();
         for chunk in all
             .chunks(50)
             .map(<[PackedEntry]>::to_vec)
@@ -216,8 +217,10 @@ mod tests {
                     .collect::<Vec<_>>()
             }))
         {
-            if let Err(back) = feeder.feed(chunk) {
-                refused.extend(back);
+            let offsets: Vec<u64> = chunk.iter().map(|r| r.location.offset).collect();
+            match feeder.feed(chunk) {
+                Ok(()) => accepted.extend(offsets),
+                Err(back) => refused.extend(back),
             }
         }
         let mut handed_back = match feeder.commit().expect("commit") {
@@ -225,6 +228,9 @@ mod tests {
             FeedOutcome::Committed { .. } => panic!("a failed session committed"),
         };
         assert_eq!(c.index().totals().expect("totals").count, 0);
+        // The helper hands back exactly what it accepted, in the order it was fed.
+        let offsets: Vec<u64> = handed_back.iter().map(|r| r.location.offset).collect();
+        assert_eq!(offsets, accepted);
         handed_back.extend(refused);
         let mut got: Vec<u64> = handed_back.iter().map(|r| r.location.offset).collect();
         got.sort_unstable();
