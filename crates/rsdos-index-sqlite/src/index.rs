@@ -47,9 +47,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 const COLUMNS: &str = "hashkey, compressed, size, \"offset\", length, pack_id";
 
-const INSERT_SQL: &str = "INSERT OR IGNORE INTO db_object \
-     (hashkey, compressed, size, \"offset\", length, pack_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-
 /// disk-objectstore's `packs.idx`, shared by all threads of a process (see the crate docs).
 #[derive(Debug)]
 pub struct SqliteIndex {
@@ -294,16 +291,21 @@ fn scan_table(c: &Connection, wanted: &KeySet<'_>) -> rusqlite::Result<Vec<Packe
     Ok(out)
 }
 
-/// Executes `sql` for each entry, in hashkey order; returns the rows changed. Rows in hashkey
-/// order walk the hashkey index's B-tree from left to right, so each page is loaded once
-/// instead of once per random key (2-3x fewer page reads on 100k inserts). The sort is stable:
-/// of duplicate hashkeys the first still wins `INSERT OR IGNORE`.
-fn execute_sorted(conn: &Connection, entries: &[PackedEntry], sql: &str) -> rusqlite::Result<u64> {
+/// `entries` in hashkey order. Rows in hashkey order walk the hashkey index's B-tree from left
+/// to right, so each page is loaded once instead of once per random key (2-3x fewer page reads
+/// on 100k inserts). The sort is stable: of duplicate hashkeys the first still wins
+/// `INSERT OR IGNORE`.
+fn by_hashkey(entries: &[PackedEntry]) -> Vec<&PackedEntry> {
     let mut order: Vec<&PackedEntry> = entries.iter().collect();
     order.sort_by(|a, b| a.hashkey.cmp(&b.hashkey));
+    order
+}
+
+/// Executes `sql` for each entry, in hashkey order; returns the rows changed.
+fn execute_sorted(conn: &Connection, entries: &[PackedEntry], sql: &str) -> rusqlite::Result<u64> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut changed = 0u64;
-    for e in order {
+    for e in by_hashkey(entries) {
         changed += stmt.execute(entry_params(e)?)? as u64;
     }
     Ok(changed)
@@ -312,20 +314,22 @@ fn execute_sorted(conn: &Connection, entries: &[PackedEntry], sql: &str) -> rusq
 /// Rows per statement of [`insert_sorted`].
 const ROWS_PER_INSERT: usize = 64;
 
+/// `INSERT OR IGNORE` of `rows` rows, their parameters in [`COLUMNS`] order.
+fn insert_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!("INSERT OR IGNORE INTO db_object ({COLUMNS}) VALUES {values}")
+}
+
 /// Inserts entries (skipping indexed hashkeys) in hashkey order, [`ROWS_PER_INSERT`] rows per
 /// statement: SQLite's per-statement work (reset, dispatch, the change count) was a third of a
 /// 100,000-row insert done one row per statement. Rows of one statement are inserted in order,
 /// so of duplicate hashkeys the first still wins.
 fn insert_sorted(conn: &Connection, entries: &[PackedEntry]) -> rusqlite::Result<u64> {
-    let mut order: Vec<&PackedEntry> = entries.iter().collect();
-    order.sort_by(|a, b| a.hashkey.cmp(&b.hashkey));
+    let order = by_hashkey(entries);
     let mut chunks = order.chunks_exact(ROWS_PER_INSERT);
     let mut changed = 0u64;
     if chunks.len() > 0 {
-        let values = vec!["(?, ?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
-        let mut stmt = conn.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO db_object ({COLUMNS}) VALUES {values}"
-        ))?;
+        let mut stmt = conn.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
         for chunk in chunks.by_ref() {
             let mut n = 1;
             for e in chunk {
@@ -341,7 +345,7 @@ fn insert_sorted(conn: &Connection, entries: &[PackedEntry]) -> rusqlite::Result
             changed += stmt.raw_execute()? as u64;
         }
     }
-    let mut stmt = conn.prepare_cached(INSERT_SQL)?;
+    let mut stmt = conn.prepare_cached(&insert_sql(1))?;
     for e in chunks.remainder() {
         changed += stmt.execute(entry_params(e)?)? as u64;
     }
@@ -518,15 +522,10 @@ impl ObjectIndex for SqliteIndex {
         if entries.is_empty() {
             return Ok(0);
         }
-        self.with_conn(
-            |c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let added = insert_sorted(&tx, entries)?;
-                tx.commit()?;
-                Ok(added)
-            },
-            "insert",
-        )
+        // A session of one call: the one transaction mechanism for every insert.
+        let mut session = self.begin_insert()?;
+        session.insert(entries)?;
+        session.commit()
     }
 
     fn begin_insert(&self) -> Result<Box<dyn IndexInsert + '_>> {
