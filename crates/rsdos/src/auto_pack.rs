@@ -3,7 +3,6 @@
 //! is documented on [`AutoPacker`] (the public face of this module).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -919,9 +918,7 @@ fn add_loose(
             Err(e) => Err(e),
         };
     }
-    let mut data = Vec::with_capacity(size as usize);
-    file.read_to_end(&mut data)
-        .map_err(|e| Error::io("read loose object", container.loose_store().path_of(key), e))?;
+    let data = container.loose_store().read_sized(&mut file, size, key)?;
     if container.config().hash_type.hash_hex(&data) != key {
         return Ok(Added::Corrupt);
     }

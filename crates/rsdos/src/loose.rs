@@ -4,6 +4,8 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rsdos_core::{EarlyWriteback, Error, HashType, ObjectIndex, Result, durable};
 
@@ -21,6 +23,8 @@ pub(crate) struct LooseStore {
     sandbox: PathBuf,
     prefix_len: usize,
     hash_type: HashType,
+    /// Whether reads still open with `O_NOATIME`: cleared by the first file that refuses it.
+    noatime: Arc<AtomicBool>,
 }
 
 impl LooseStore {
@@ -35,6 +39,7 @@ impl LooseStore {
             sandbox,
             prefix_len,
             hash_type,
+            noatime: Arc::new(AtomicBool::new(cfg!(target_os = "linux"))),
         }
     }
 
@@ -63,7 +68,7 @@ impl LooseStore {
     /// Opens the loose file of `hashkey` with its size, if there is one.
     pub(crate) fn open(&self, hashkey: &str) -> Result<Option<(File, u64)>> {
         let path = self.path_of(hashkey);
-        let file = match File::open(&path) {
+        let file = match self.open_for_read(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open loose object", path, e)),
@@ -73,6 +78,64 @@ impl LooseStore {
             .map_err(|e| Error::io("stat loose object", &path, e))?
             .len();
         Ok(Some((file, len)))
+    }
+
+    /// Opens a loose file for reading, with `O_NOATIME` where the system allows it.
+    ///
+    /// Why: loose files are read soon after they were written (packing, validation), and
+    /// under `relatime` that first read updates the access time, which dirties the inode: in a
+    /// profile of packing 100,000 loose objects, 10 % of the reading threads' time, and as
+    /// many inode writes for the disk later. Nothing reads the access times of objects.
+    /// Linux refuses the flag (`EPERM`) on files of another user unless the process has
+    /// `CAP_FOWNER`; after the first refusal this store opens without it.
+    fn open_for_read(&self, path: &Path) -> std::io::Result<File> {
+        #[cfg(target_os = "linux")]
+        if self.noatime.load(Ordering::Relaxed) {
+            use std::os::unix::fs::OpenOptionsExt;
+            let flags = rustix::fs::OFlags::NOATIME.bits() as i32;
+            match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+                    self.refuse_noatime();
+                }
+                opened => return opened,
+            }
+        }
+        File::open(path)
+    }
+
+    /// Remembers that a file refused `O_NOATIME`.
+    fn refuse_noatime(&self) {
+        self.noatime.store(false, Ordering::Relaxed);
+    }
+
+    /// An opener of many loose files in a row (see [`LooseOpener`]).
+    pub(crate) fn opener(&self) -> LooseOpener<'_> {
+        LooseOpener {
+            store: self,
+            #[cfg(target_os = "linux")]
+            shard: None,
+        }
+    }
+
+    /// Reads the `size` bytes of a loose file opened by [`LooseStore::open`]: one `read` for
+    /// a small object, where `read_to_end` also makes a second `statx`, an `lseek` and a read
+    /// to probe the end (7 system calls per object with the open, stat and close instead of
+    /// 4). A file shorter than `size` gives fewer bytes, a longer one its first `size` bytes:
+    /// loose files never change after their rename, so either is damage that the caller's
+    /// check of the content against the hashkey reports.
+    pub(crate) fn read_sized(&self, file: &mut File, size: u64, hashkey: &str) -> Result<Vec<u8>> {
+        let len = usize::try_from(size).map_err(|_| {
+            Error::io(
+                "read loose object",
+                self.path_of(hashkey),
+                std::io::Error::other("larger than this platform's memory can address"),
+            )
+        })?;
+        let mut data = vec![0u8; len];
+        let filled = read_up_to(file, &mut data)
+            .map_err(|e| Error::io("read loose object", self.path_of(hashkey), e))?;
+        data.truncate(filled);
+        Ok(data)
     }
 
     /// Writes one object from `reader` and returns its hashkey; durable when this returns.
@@ -271,5 +334,84 @@ impl LooseStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Opens many loose files, one after the other, on one thread: on Linux each relative to its
+/// shard folder, opened once for the keys that share it (callers go in hashkey order), so
+/// that the kernel resolves one name per file instead of the whole path. In a profile of
+/// packing 100,000 loose objects, that walk was 12 % of the reading threads' time, and
+/// containers in the field sit deeper than the benchmark's.
+///
+/// Meant for a short run of keys (a worker's batch): a shard folder removed and created again
+/// while the opener holds it makes its files look missing, which callers treat as objects that
+/// vanished (packing leaves them loose for the next run).
+pub(crate) struct LooseOpener<'a> {
+    store: &'a LooseStore,
+    /// The shard prefix and its open folder.
+    #[cfg(target_os = "linux")]
+    shard: Option<(String, std::os::fd::OwnedFd)>,
+}
+
+impl LooseOpener<'_> {
+    /// Opens the loose file of `hashkey` with its size, as [`LooseStore::open`] does.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn open(&mut self, hashkey: &str) -> Result<Option<(File, u64)>> {
+        self.store.open(hashkey)
+    }
+
+    /// Opens the loose file of `hashkey` with its size, as [`LooseStore::open`] does.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn open(&mut self, hashkey: &str) -> Result<Option<(File, u64)>> {
+        use rustix::fs::{Mode, OFlags};
+        use rustix::io::Errno;
+
+        let store = self.store;
+        let (prefix, name) = hashkey.split_at(store.prefix_len.min(hashkey.len()));
+        let folder = match &self.shard {
+            Some((p, fd)) if p == prefix => fd,
+            _ => {
+                self.shard = None;
+                let dir = if prefix.is_empty() {
+                    store.dir.clone()
+                } else {
+                    store.dir.join(prefix)
+                };
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                match rustix::fs::open(&dir, flags, Mode::empty()) {
+                    Ok(fd) => &self.shard.insert((prefix.to_string(), fd)).1,
+                    Err(Errno::NOENT) => return Ok(None),
+                    Err(e) => return Err(Error::io("open loose folder", dir, e.into())),
+                }
+            }
+        };
+        let plain = OFlags::RDONLY | OFlags::CLOEXEC;
+        let opened = if store.noatime.load(Ordering::Relaxed) {
+            match rustix::fs::openat(folder, name, plain | OFlags::NOATIME, Mode::empty()) {
+                Err(Errno::PERM) => {
+                    store.refuse_noatime();
+                    rustix::fs::openat(folder, name, plain, Mode::empty())
+                }
+                other => other,
+            }
+        } else {
+            rustix::fs::openat(folder, name, plain, Mode::empty())
+        };
+        let file = match opened {
+            Ok(fd) => File::from(fd),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => {
+                return Err(Error::io(
+                    "open loose object",
+                    store.path_of(hashkey),
+                    e.into(),
+                ));
+            }
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat loose object", store.path_of(hashkey), e))?
+            .len();
+        Ok(Some((file, len)))
     }
 }

@@ -138,6 +138,88 @@ fn pack_leaves_a_corrupt_loose_file_alone_and_reports_it() {
     );
 }
 
+/// Loose files are opened relative to their shard folder (any prefix length, including
+/// none) and with O_NOATIME: packing reads every object and leaves the files' access times as
+/// they were (without the flag, a `relatime` mount updates an access time older than the
+/// file's modification, which is set here on purpose).
+#[test]
+fn pack_reads_loose_files_of_every_prefix_length_and_leaves_their_access_times() {
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    for prefix_len in [0usize, 2, 4] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = Container::init(
+            &dir.path().join("c"),
+            &InitOptions::default().with_loose_prefix_len(prefix_len),
+        )
+        .expect("init");
+        let mut rng = Rng::new(prefix_len as u64 + 5);
+        let mut all = HashMap::new();
+        for i in 0..200 {
+            let data = random_bytes(&mut rng, i * 7 % 900);
+            all.insert(c.add_object(&data).expect("add"), data);
+        }
+        for k in all.keys() {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(c.loose_path(k).expect("path"))
+                .expect("open");
+            f.set_times(std::fs::FileTimes::new().set_accessed(old))
+                .expect("set atime");
+        }
+        let report = c
+            .pack_loose(&PackOptions::default(), &NoProgress)
+            .expect("pack");
+        assert_eq!(
+            report.packed,
+            all.len() as u64,
+            "prefix length {prefix_len}"
+        );
+        assert!(report.corrupt_loose.is_empty());
+        for k in all.keys() {
+            let accessed = std::fs::metadata(c.loose_path(k).expect("path"))
+                .expect("stat")
+                .accessed()
+                .expect("atime");
+            assert_eq!(
+                accessed, old,
+                "access time of {k} (prefix length {prefix_len})"
+            );
+        }
+        c.clean(&CleanOptions::default(), &NoProgress)
+            .expect("clean");
+        assert_all_readable(&c, &all);
+    }
+}
+
+/// A loose file cut short or grown after its rename holds other bytes than its name says:
+/// packing reads what the file holds now, reports it and leaves it loose.
+#[test]
+fn pack_reports_loose_files_cut_short_or_grown() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, all) = filled(dir.path(), 60, 1 << 20);
+    let mut victims: Vec<String> = all
+        .keys()
+        .filter(|k| all[*k].len() > 100)
+        .take(2)
+        .cloned()
+        .collect();
+    victims.sort();
+    let short = c.loose_path(&victims[0]).expect("p");
+    std::fs::write(&short, &all[&victims[0]][..50]).expect("cut short");
+    let grown = c.loose_path(&victims[1]).expect("p");
+    let mut longer = all[&victims[1]].clone();
+    longer.extend_from_slice(b"tail");
+    std::fs::write(&grown, &longer).expect("grow");
+    let report = c
+        .pack_loose(&PackOptions::default(), &NoProgress)
+        .expect("pack");
+    assert_eq!(report.corrupt_loose, victims);
+    assert_eq!(report.packed, all.len() as u64 - 2);
+    for v in &victims {
+        assert_eq!(c.meta(v).expect("meta").object_type, ObjectType::Loose);
+    }
+}
+
 #[test]
 fn interrupted_pack_commits_what_it_wrote_and_stays_consistent() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -9,6 +9,7 @@ use rsdos_core::{CompressMode, Error, ErrorKind, Result};
 
 use crate::codec::{BufCompressor, auto_should_compress};
 use crate::container::Container;
+use crate::loose::LooseOpener;
 use crate::pack_writer::PackWriter;
 use crate::progress::{Progress, ProgressUnit, check_stop};
 
@@ -148,8 +149,11 @@ impl Container {
                             return;
                         };
                         let mut batch = Vec::with_capacity(chunk.len());
+                        // One per chunk: the chunk's keys are sorted, so they share few
+                        // shard folders, and the folders are held only briefly.
+                        let mut opener = self.loose_store().opener();
                         for key in chunk {
-                            match self.prepare_loose(key, compress, &mut compressor) {
+                            match self.prepare_loose(&mut opener, key, compress, &mut compressor) {
                                 Ok(Some(p)) => batch.push(p),
                                 Ok(None) => {}
                                 Err(PrepareError::Large) => {
@@ -226,21 +230,21 @@ impl Container {
     /// Reads, verifies and (maybe) compresses one loose object. `Ok(None)`: it vanished.
     fn prepare_loose(
         &self,
+        opener: &mut LooseOpener<'_>,
         key: &str,
         compress: CompressMode,
         compressor: &mut BufCompressor,
     ) -> std::result::Result<Option<Prepared>, PrepareError> {
-        let Some((mut file, size)) = self.loose_store().open(key).map_err(PrepareError::Failed)?
-        else {
+        let Some((mut file, size)) = opener.open(key).map_err(PrepareError::Failed)? else {
             return Ok(None);
         };
         if size > WORKER_OBJECT_MAX {
             return Err(PrepareError::Large);
         }
-        let mut data = Vec::with_capacity(size as usize);
-        let path = self.loose_store().path_of(key);
-        file.read_to_end(&mut data)
-            .map_err(|e| PrepareError::Failed(Error::io("read loose object", path, e)))?;
+        let data = self
+            .loose_store()
+            .read_sized(&mut file, size, key)
+            .map_err(PrepareError::Failed)?;
         if self.config().hash_type.hash_hex(&data) != key {
             return Err(PrepareError::Corrupt);
         }
