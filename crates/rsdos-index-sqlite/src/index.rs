@@ -482,13 +482,19 @@ impl ObjectIndex for SqliteIndex {
 
     fn get_many(&self, hashkeys: &[&str]) -> Result<Vec<PackedEntry>> {
         if hashkeys.len() >= SCAN_MIN_KEYS {
-            let max_rowid: i64 = self.with_conn(
+            let max_rowid: Option<i64> = self.with_conn(
                 |c| {
-                    c.prepare_cached("SELECT COALESCE(MAX(rowid), 0) FROM db_object")?
+                    c.prepare_cached("SELECT MAX(rowid) FROM db_object")?
                         .query_row([], |r| r.get(0))
                 },
                 "look up",
             )?;
+            // An empty table answers nothing: packing into a new container asks for every
+            // loose key, and building the set of keys for a scan of no rows cost more than
+            // listing them.
+            let Some(max_rowid) = max_rowid else {
+                return Ok(Vec::new());
+            };
             if (hashkeys.len() as i64).saturating_mul(SCAN_DENSITY) >= max_rowid {
                 return self.scan_for(hashkeys);
             }

@@ -110,6 +110,24 @@ pub fn get_many_is_exact_for_sparse_and_dense_requests(h: &dyn IndexHarness) {
     assert_eq!(got, entries.into_iter().collect(), "dense request");
 }
 
+/// A large request (as packing asks for every loose key) answers nothing on an empty index,
+/// and again once every row was deleted; then exactly the rows added back.
+pub fn get_many_on_an_empty_index_is_empty(h: &dyn IndexHarness) {
+    let i = h.index();
+    let keys: Vec<String> = (0..6000).map(key).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert!(i.get_many(&refs).expect("empty index").is_empty());
+    let entries: Vec<PackedEntry> = (0..3000).map(|n| entry(n, 0, n * 10)).collect();
+    assert_eq!(i.insert(&entries).expect("insert"), 3000);
+    assert_eq!(i.get_many(&refs).expect("filled").len(), 3000);
+    let deleted = i.delete(&refs[..3000]).expect("delete");
+    assert_eq!(deleted.len(), 3000);
+    assert!(i.get_many(&refs).expect("emptied").is_empty());
+    assert_eq!(i.insert(&entries[..2]).expect("insert again"), 2);
+    let got: HashSet<PackedEntry> = i.get_many(&refs).expect("two").into_iter().collect();
+    assert_eq!(got, entries[..2].iter().cloned().collect());
+}
+
 /// `insert` adds all entries in one transaction: after a failure none of them is visible.
 pub fn insert_is_all_or_nothing(h: &dyn IndexHarness) {
     let i = h.index();

@@ -34,6 +34,7 @@ macro_rules! object_index_suite {
             get_many_returns_each_known_key_once,
             get_many_accepts_many_keys,
             get_many_is_exact_for_sparse_and_dense_requests,
+            get_many_on_an_empty_index_is_empty,
             insert_is_all_or_nothing,
             insert_session_is_invisible_until_commit,
             insert_session_after_a_failure_commits_nothing,

@@ -642,8 +642,9 @@ impl Container {
     /// The five size figures of disk-objectstore's `get_total_size`.
     pub fn total_size(&self) -> Result<TotalSize> {
         let mut loose = 0u64;
-        self.inner.loose.for_each(|_, path| {
-            match std::fs::metadata(path) {
+        self.inner.loose.for_each(|_, entry| {
+            let path = entry.path();
+            match std::fs::metadata(&path) {
                 Ok(m) => loose += m.len(),
                 // Packed and cleaned while we listed: not loose any more.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -293,9 +293,14 @@ impl LooseStore {
         }
     }
 
-    /// Calls `f` with the hashkey of every loose object (names that are not valid hashkeys of
-    /// the container's hash type, such as `.DS_Store`, are skipped).
-    pub(crate) fn for_each(&self, mut f: impl FnMut(String, &Path) -> Result<()>) -> Result<()> {
+    /// Calls `f` with the hashkey and the folder entry of every loose object (names that are
+    /// not valid hashkeys of the container's hash type, such as `.DS_Store`, are skipped).
+    /// The entry, not its path: most callers need only the key, and building a path per
+    /// object was a tenth of listing 100,000 of them.
+    pub(crate) fn for_each(
+        &self,
+        mut f: impl FnMut(String, &std::fs::DirEntry) -> Result<()>,
+    ) -> Result<()> {
         let read = |dir: &Path| std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e));
         if self.prefix_len == 0 {
             for entry in read(&self.dir)? {
@@ -303,7 +308,7 @@ impl LooseStore {
                 if let Some(name) = entry.file_name().to_str()
                     && self.hash_type.validate(name).is_ok()
                 {
-                    f(name.to_string(), &entry.path())?;
+                    f(name.to_string(), &entry)?;
                 }
             }
             return Ok(());
@@ -324,12 +329,15 @@ impl LooseStore {
             let shard_path = shard.path();
             for entry in read(&shard_path)? {
                 let entry = entry.map_err(|e| Error::io("list", &shard_path, e))?;
-                let Some(rest) = entry.file_name().to_str().map(str::to_string) else {
+                let name = entry.file_name();
+                let Some(rest) = name.to_str() else {
                     continue;
                 };
-                let key = format!("{prefix}{rest}");
+                let mut key = String::with_capacity(prefix.len() + rest.len());
+                key.push_str(&prefix);
+                key.push_str(rest);
                 if self.hash_type.validate(&key).is_ok() {
-                    f(key, &entry.path())?;
+                    f(key, &entry)?;
                 }
             }
         }

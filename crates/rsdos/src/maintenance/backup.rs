@@ -311,8 +311,8 @@ impl Container {
     ) -> Result<Counts> {
         let loose_root = self.path().join(LOOSE);
         let mut files: Vec<PathBuf> = Vec::new();
-        self.loose_store().for_each(|_, path| {
-            if let Ok(rel) = path.strip_prefix(&loose_root) {
+        self.loose_store().for_each(|_, entry| {
+            if let Ok(rel) = entry.path().strip_prefix(&loose_root) {
                 files.push(rel.to_path_buf());
             }
             Ok(())

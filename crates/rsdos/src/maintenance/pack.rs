@@ -116,17 +116,12 @@ impl Container {
             Ok(())
         })?;
         keys.sort_unstable();
-        let mut todo = Vec::with_capacity(keys.len());
+        let mut packed: HashSet<String> = HashSet::new();
         for chunk in keys.chunks(10_000) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let packed: HashSet<String> = self
-                .index()
-                .get_many(&refs)?
-                .into_iter()
-                .map(|e| e.hashkey)
-                .collect();
-            todo.extend(chunk.iter().filter(|k| !packed.contains(*k)).cloned());
+            packed.extend(self.index().get_many(&refs)?.into_iter().map(|e| e.hashkey));
         }
+        let todo: Vec<String> = keys.into_iter().filter(|k| !packed.contains(k)).collect();
         let mut report = PackReport::default();
         progress.start(
             "Packing loose objects",
