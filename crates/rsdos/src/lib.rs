@@ -58,7 +58,7 @@ pub use codec::{Codec, detect_codec, looks_compressed};
 pub use container::Container;
 pub use lock::MaintenanceLock;
 pub use maintenance::backup::{BackupOptions, BackupReport};
-pub use maintenance::clean::{CleanOptions, CleanReport};
+pub use maintenance::clean::{CLEAN_THREADS, CleanOptions, CleanReport};
 pub use maintenance::import::ImportReport;
 pub use maintenance::migrate::MigrateReport;
 pub use maintenance::pack::{PackOptions, PackReport};

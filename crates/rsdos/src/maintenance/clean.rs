@@ -19,16 +19,23 @@ pub struct CleanOptions {
     /// Sandbox files older than this are leftovers of killed writers and are removed; younger
     /// ones may belong to a write in progress (default one hour).
     pub sandbox_grace: Duration,
-    /// Threads unlinking files (default: the number of cores).
+    /// Threads unlinking files and syncing their folders (default [`CLEAN_THREADS`]).
     pub threads: usize,
 }
+
+/// Threads of `clean` by default, whatever the number of cores: an unlink waits for the disk
+/// (on a file system mounted with `discard` each freed block is trimmed before the call
+/// returns: 60-120 µs per small file here), not for the CPU, so more unlinks in flight finish
+/// sooner. Deleting 20,000 small files from Python threads on this project's 2-core machine:
+/// 1.26 s with 2 threads, 0.56-0.63 s with 8, 0.40-0.82 s with 16 to 64.
+pub const CLEAN_THREADS: usize = 16;
 
 impl Default for CleanOptions {
     fn default() -> Self {
         CleanOptions {
             vacuum: false,
             sandbox_grace: Duration::from_secs(3600),
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads: CLEAN_THREADS,
         }
     }
 }
@@ -90,7 +97,7 @@ impl Container {
             Ok(())
         })?;
         let mut doomed = Vec::new();
-        for chunk in loose.chunks(10_000) {
+        for chunk in loose.chunks(crate::maintenance::LOOKUP_CHUNK) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let packed: HashSet<String> = self
                 .index()
@@ -141,7 +148,7 @@ impl Container {
             }
         });
         progress.finish();
-        if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
         report.loose_deleted = deleted.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -158,8 +165,24 @@ impl Container {
             .collect();
         shards.sort();
         shards.dedup();
-        for shard in shards {
-            durable::fsync_dir(&shard)?;
+        // Each sync waits for the disk too: as many at once as unlinks.
+        let queue = Mutex::new(shards.iter());
+        std::thread::scope(|s| {
+            for _ in 0..options.threads.max(1) {
+                s.spawn(|| {
+                    while let Some(shard) = queue.lock().ok().and_then(|mut q| q.next()) {
+                        if let Err(e) = durable::fsync_dir(shard) {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
         }
 
         report.sandbox_removed = self.clean_sandbox(options.sandbox_grace)?

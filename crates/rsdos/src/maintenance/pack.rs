@@ -117,7 +117,7 @@ impl Container {
         })?;
         keys.sort_unstable();
         let mut packed: HashSet<String> = HashSet::new();
-        for chunk in keys.chunks(10_000) {
+        for chunk in keys.chunks(crate::maintenance::LOOKUP_CHUNK) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
             packed.extend(self.index().get_many(&refs)?.into_iter().map(|e| e.hashkey));
         }
