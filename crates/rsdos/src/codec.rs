@@ -69,21 +69,31 @@ pub(crate) fn auto_should_compress(sample: &[u8], object_size: u64) -> bool {
     if object_size < AUTO_MIN_SIZE as u64 || sample.is_empty() || looks_compressed(sample) {
         return false;
     }
-    let probe: std::borrow::Cow<'_, [u8]> = if sample.len() <= AUTO_SAMPLE_MAX {
-        sample.into()
+    sample_ratio(sample, AUTO_SAMPLE_MAX) < 0.9
+}
+
+/// What zstd level 1 makes of `data`, as compressed size over input size, from at most
+/// `max` bytes: all of `data` if it fits, else 1 KiB pieces spread evenly over it. 1.0 when
+/// it cannot tell (empty input, a failure).
+pub(crate) fn sample_ratio(data: &[u8], max: usize) -> f64 {
+    let pieces = max / 1024;
+    let probe: std::borrow::Cow<'_, [u8]> = if data.len() <= max || pieces == 0 {
+        data.into()
     } else {
-        // 128 pieces of 1 KiB spread over the sample.
-        let step = sample.len() / 128;
-        let mut v = Vec::with_capacity(AUTO_SAMPLE_MAX);
-        for i in 0..128 {
+        let step = data.len() / pieces;
+        let mut v = Vec::with_capacity(max);
+        for i in 0..pieces {
             let start = i * step;
-            v.extend_from_slice(&sample[start..(start + 1024).min(sample.len())]);
+            v.extend_from_slice(&data[start..(start + 1024).min(data.len())]);
         }
         v.into()
     };
+    if probe.is_empty() {
+        return 1.0;
+    }
     match zstd::bulk::compress(&probe, 1) {
-        Ok(c) => (c.len() as f64) < 0.9 * probe.len() as f64,
-        Err(_) => false,
+        Ok(c) => c.len() as f64 / probe.len() as f64,
+        Err(_) => 1.0,
     }
 }
 
