@@ -23,7 +23,9 @@ pub(crate) struct LooseStore {
     sandbox: PathBuf,
     prefix_len: usize,
     hash_type: HashType,
-    /// Whether reads still open with `O_NOATIME`: cleared by the first file that refuses it.
+    /// Whether reads still open with `O_NOATIME` (Linux only): cleared by the first file that
+    /// refuses it.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     noatime: Arc<AtomicBool>,
 }
 
@@ -104,6 +106,7 @@ impl LooseStore {
     }
 
     /// Remembers that a file refused `O_NOATIME`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn refuse_noatime(&self) {
         self.noatime.store(false, Ordering::Relaxed);
     }

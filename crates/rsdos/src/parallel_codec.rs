@@ -606,6 +606,11 @@ mod tests {
         // The four random blocks cannot shrink; the four text ones must.
         assert!(z.len() >= 4 * block, "{} bytes", z.len());
         assert!(z.len() < 4 * block + block, "{} bytes", z.len());
+        // Stored by the level-0 path: each random block starts with a byte-aligned stored
+        // block of 65,535 bytes (`00 ff ff 00 00`). Deflate at level 1 also falls back to
+        // stored blocks on random data, but of at most its 16 Ki-symbol buffer.
+        let full_stored = z.windows(5).filter(|w| *w == [0, 0xff, 0xff, 0, 0]).count();
+        assert_eq!(full_stored, 4, "stored blocks of 65,535 bytes");
     }
 
     #[test]

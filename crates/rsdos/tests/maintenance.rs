@@ -175,7 +175,8 @@ fn pack_reads_loose_files_of_every_prefix_length_and_leaves_their_access_times()
             "prefix length {prefix_len}"
         );
         assert!(report.corrupt_loose.is_empty());
-        for k in all.keys() {
+        // O_NOATIME is Linux's; elsewhere the access times may move.
+        for k in all.keys().filter(|_| cfg!(target_os = "linux")) {
             let accessed = std::fs::metadata(c.loose_path(k).expect("path"))
                 .expect("stat")
                 .accessed()

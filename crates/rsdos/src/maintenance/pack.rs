@@ -116,12 +116,20 @@ impl Container {
             Ok(())
         })?;
         keys.sort_unstable();
-        let mut packed: HashSet<String> = HashSet::new();
-        for chunk in keys.chunks(crate::maintenance::LOOKUP_CHUNK) {
+        let mut todo = Vec::with_capacity(keys.len());
+        while !keys.is_empty() {
+            let chunk: Vec<String> = keys
+                .drain(..keys.len().min(crate::maintenance::LOOKUP_CHUNK))
+                .collect();
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            packed.extend(self.index().get_many(&refs)?.into_iter().map(|e| e.hashkey));
+            let packed: HashSet<String> = self
+                .index()
+                .get_many(&refs)?
+                .into_iter()
+                .map(|e| e.hashkey)
+                .collect();
+            todo.extend(chunk.into_iter().filter(|k| !packed.contains(k)));
         }
-        let todo: Vec<String> = keys.into_iter().filter(|k| !packed.contains(k)).collect();
         let mut report = PackReport::default();
         progress.start(
             "Packing loose objects",
