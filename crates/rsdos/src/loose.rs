@@ -378,7 +378,10 @@ impl LooseOpener<'_> {
         use rustix::io::Errno;
 
         let store = self.store;
-        let (prefix, name) = hashkey.split_at(store.prefix_len.min(hashkey.len()));
+        // Callers pass listed, validated (ASCII) keys; anything else names no loose file.
+        let Some((prefix, name)) = hashkey.split_at_checked(store.prefix_len) else {
+            return Ok(None);
+        };
         let folder = match &self.shard {
             Some((p, fd)) if p == prefix => fd,
             _ => {
