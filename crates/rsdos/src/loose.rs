@@ -4,10 +4,14 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+#[cfg(target_os = "linux")]
 use std::sync::Arc;
+#[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rsdos_core::{EarlyWriteback, Error, HashType, ObjectIndex, Result, durable};
+#[cfg(target_os = "linux")]
+use rustix::fs::{Mode, OFlags};
 
 use crate::hashing::{StreamHasher, read_up_to};
 
@@ -23,9 +27,8 @@ pub(crate) struct LooseStore {
     sandbox: PathBuf,
     prefix_len: usize,
     hash_type: HashType,
-    /// Whether reads still open with `O_NOATIME` (Linux only): cleared by the first file that
-    /// refuses it.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// Whether reads still open with `O_NOATIME`: cleared by the first file that refuses it.
+    #[cfg(target_os = "linux")]
     noatime: Arc<AtomicBool>,
 }
 
@@ -41,7 +44,8 @@ impl LooseStore {
             sandbox,
             prefix_len,
             hash_type,
-            noatime: Arc::new(AtomicBool::new(cfg!(target_os = "linux"))),
+            #[cfg(target_os = "linux")]
+            noatime: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -70,19 +74,33 @@ impl LooseStore {
     /// Opens the loose file of `hashkey` with its size, if there is one.
     pub(crate) fn open(&self, hashkey: &str) -> Result<Option<(File, u64)>> {
         let path = self.path_of(hashkey);
-        let file = match self.open_for_read(&path) {
+        #[cfg(target_os = "linux")]
+        let opened = self.open_noatime(|flags| rustix::fs::open(&path, flags, Mode::empty()));
+        #[cfg(not(target_os = "linux"))]
+        let opened = File::open(&path);
+        self.with_size(hashkey, opened)
+    }
+
+    /// An opened loose file with its size; `None` if it does not exist.
+    fn with_size(
+        &self,
+        hashkey: &str,
+        opened: std::io::Result<File>,
+    ) -> Result<Option<(File, u64)>> {
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open loose object", path, e)),
+            Err(e) => return Err(Error::io("open loose object", self.path_of(hashkey), e)),
         };
         let len = file
             .metadata()
-            .map_err(|e| Error::io("stat loose object", &path, e))?
+            .map_err(|e| Error::io("stat loose object", self.path_of(hashkey), e))?
             .len();
         Ok(Some((file, len)))
     }
 
-    /// Opens a loose file for reading, with `O_NOATIME` where the system allows it.
+    /// Opens a loose file for reading through `open` (given the flags), with `O_NOATIME`
+    /// while the store allows it.
     ///
     /// Why: loose files are read soon after they were written (packing, validation), and
     /// under `relatime` that first read updates the access time, which dirties the inode: in a
@@ -90,25 +108,19 @@ impl LooseStore {
     /// many inode writes for the disk later. Nothing reads the access times of objects.
     /// Linux refuses the flag (`EPERM`) on files of another user unless the process has
     /// `CAP_FOWNER`; after the first refusal this store opens without it.
-    fn open_for_read(&self, path: &Path) -> std::io::Result<File> {
-        #[cfg(target_os = "linux")]
+    #[cfg(target_os = "linux")]
+    fn open_noatime(
+        &self,
+        open: impl Fn(OFlags) -> rustix::io::Result<std::os::fd::OwnedFd>,
+    ) -> std::io::Result<File> {
+        let plain = OFlags::RDONLY | OFlags::CLOEXEC;
         if self.noatime.load(Ordering::Relaxed) {
-            use std::os::unix::fs::OpenOptionsExt;
-            let flags = rustix::fs::OFlags::NOATIME.bits() as i32;
-            match OpenOptions::new().read(true).custom_flags(flags).open(path) {
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
-                    self.refuse_noatime();
-                }
-                opened => return opened,
+            match open(plain | OFlags::NOATIME) {
+                Err(rustix::io::Errno::PERM) => self.noatime.store(false, Ordering::Relaxed),
+                other => return Ok(File::from(other?)),
             }
         }
-        File::open(path)
-    }
-
-    /// Remembers that a file refused `O_NOATIME`.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    fn refuse_noatime(&self) {
-        self.noatime.store(false, Ordering::Relaxed);
+        Ok(File::from(open(plain)?))
     }
 
     /// An opener of many loose files in a row (see [`LooseOpener`]).
@@ -374,7 +386,6 @@ impl LooseOpener<'_> {
     /// Opens the loose file of `hashkey` with its size, as [`LooseStore::open`] does.
     #[cfg(target_os = "linux")]
     pub(crate) fn open(&mut self, hashkey: &str) -> Result<Option<(File, u64)>> {
-        use rustix::fs::{Mode, OFlags};
         use rustix::io::Errno;
 
         let store = self.store;
@@ -399,33 +410,9 @@ impl LooseOpener<'_> {
                 }
             }
         };
-        let plain = OFlags::RDONLY | OFlags::CLOEXEC;
-        let opened = if store.noatime.load(Ordering::Relaxed) {
-            match rustix::fs::openat(folder, name, plain | OFlags::NOATIME, Mode::empty()) {
-                Err(Errno::PERM) => {
-                    store.refuse_noatime();
-                    rustix::fs::openat(folder, name, plain, Mode::empty())
-                }
-                other => other,
-            }
-        } else {
-            rustix::fs::openat(folder, name, plain, Mode::empty())
-        };
-        let file = match opened {
-            Ok(fd) => File::from(fd),
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => {
-                return Err(Error::io(
-                    "open loose object",
-                    store.path_of(hashkey),
-                    e.into(),
-                ));
-            }
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat loose object", store.path_of(hashkey), e))?
-            .len();
-        Ok(Some((file, len)))
+        store.with_size(
+            hashkey,
+            store.open_noatime(|flags| rustix::fs::openat(folder, name, flags, Mode::empty())),
+        )
     }
 }

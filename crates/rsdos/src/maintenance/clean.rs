@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rsdos_core::{Error, Result, durable};
@@ -115,53 +116,27 @@ impl Container {
             doomed.len() as u64,
             ProgressUnit::Objects,
         );
-        // Unlinking is bound by the file system, which overlaps work from several threads.
-        let queue = Mutex::new(doomed.chunks(UNLINK_CHUNK));
-        let deleted = Mutex::new(0u64);
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..options
-                .threads
-                .min(doomed.len().div_ceil(UNLINK_CHUNK))
-                .max(1)
-            {
-                s.spawn(|| {
-                    loop {
-                        if progress.should_stop() {
-                            return;
-                        }
-                        let Some(chunk) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                            return;
-                        };
-                        let mut n = 0;
-                        for key in chunk {
-                            match self.loose_store().delete(key) {
-                                Ok(true) => n += 1,
-                                Ok(false) => {}
-                                Err(e) => {
-                                    failure
-                                        .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .get_or_insert(e);
-                                    return;
-                                }
-                            }
-                        }
-                        if let Ok(mut d) = deleted.lock() {
-                            *d += n;
-                        }
-                        progress.advance(chunk.len() as u64);
-                    }
-                });
+        // Unlinking waits for the disk: several in flight finish sooner (`CLEAN_THREADS`).
+        let deleted = AtomicU64::new(0);
+        let chunks: Vec<&[String]> = doomed.chunks(UNLINK_CHUNK).collect();
+        let unlinked = on_threads(&chunks, options.threads, |chunk| {
+            if progress.should_stop() {
+                return Ok(());
             }
+            for key in *chunk {
+                if self.loose_store().delete(key)? {
+                    deleted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            progress.advance(chunk.len() as u64);
+            Ok(())
         });
         progress.finish();
-        if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(e);
-        }
-        report.loose_deleted = deleted.into_inner().unwrap_or_else(|p| p.into_inner());
+        unlinked?;
+        report.loose_deleted = deleted.into_inner();
         check_stop(progress)?;
-        // The removed entries are durable once their folders are synced.
+        // The removed entries are durable once their folders are synced, each sync waiting
+        // for the disk too.
         let mut shards: Vec<PathBuf> = doomed
             .iter()
             .filter_map(|k| {
@@ -173,26 +148,7 @@ impl Container {
             .collect();
         shards.sort();
         shards.dedup();
-        // Each sync waits for the disk too: as many at once as unlinks.
-        let queue = Mutex::new(shards.iter());
-        std::thread::scope(|s| {
-            for _ in 0..options.threads.min(shards.len()).max(1) {
-                s.spawn(|| {
-                    while let Some(shard) = queue.lock().ok().and_then(|mut q| q.next()) {
-                        if let Err(e) = durable::fsync_dir(shard) {
-                            failure
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
-        }
+        on_threads(&shards, options.threads, |shard| durable::fsync_dir(shard))?;
 
         report.sandbox_removed = self.clean_sandbox(options.sandbox_grace)?
             + self.clean_pack_temporaries(options.sandbox_grace)?;
@@ -334,5 +290,41 @@ impl Container {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Calls `f` on every item from up to `threads` threads at once (never more than items), each
+/// thread taking the next item from a shared queue; returns the first error, after which no
+/// thread takes another item.
+fn on_threads<T: Sync>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let queue = Mutex::new(items.iter());
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len()).max(1) {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(item) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
+                        return;
+                    };
+                    if let Err(e) = f(item) {
+                        failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        failed.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
