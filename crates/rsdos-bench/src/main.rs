@@ -161,6 +161,20 @@ fn phases(mut args: impl Iterator<Item = String>) -> Result<()> {
         timed("index insert, one transaction", n, || {
             Ok(c.index().insert(&entries)?)
         })?;
+        // W3's planning: every key of the table asked for at once, in random order; 5 times, or
+        // GET_MANY_ROUNDS times (more for a profile).
+        let keys: Vec<String> = entries.iter().map(|e| e.hashkey.clone()).collect();
+        let shuffled = shuffled(&keys);
+        let refs: Vec<&str> = shuffled.iter().map(String::as_str).collect();
+        let rounds: usize = std::env::var("GET_MANY_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        for _ in 0..rounds {
+            timed("index get_many, every key", n, || {
+                Ok(c.index().get_many(&refs)?.len())
+            })?;
+        }
     }
     for (name, mode, algorithm) in [
         ("no", CompressMode::No, "zlib+1"),

@@ -9,7 +9,7 @@ use rsdos_core::{
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::key_set::KeySet;
+use crate::table_scan::{self, location_of};
 
 /// disk-objectstore's schema, verbatim (as SQLAlchemy emits it).
 const SCHEMA: &str = "CREATE TABLE db_object (
@@ -45,7 +45,8 @@ const SCAN_DENSITY: i64 = 8;
 /// How long a write waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-const COLUMNS: &str = "hashkey, compressed, size, \"offset\", length, pack_id";
+/// The columns every lookup selects, in the order [`location_of`] reads them.
+pub(crate) const COLUMNS: &str = "hashkey, compressed, size, \"offset\", length, pack_id";
 
 /// disk-objectstore's `packs.idx`, shared by all threads of a process (see the crate docs).
 #[derive(Debug)]
@@ -197,8 +198,7 @@ impl SqliteIndex {
     /// comes back at most once: two scans of halves on two connections were tried, but they
     /// see different commits and could return a key deleted and re-added meanwhile twice).
     fn scan_for(&self, keys: &[&str]) -> Result<Vec<PackedEntry>> {
-        let wanted = KeySet::new(keys);
-        self.with_conn(|c| scan_table(c, &wanted), "look up")
+        self.with_conn(|c| table_scan::scan_for(c, keys), "look up")
     }
 
     /// Runs `f` on a pooled connection; the connection goes back to the pool unless it failed.
@@ -262,33 +262,8 @@ fn db_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
 fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackedEntry> {
     Ok(PackedEntry {
         hashkey: r.get(0)?,
-        location: PackedLocation {
-            compressed: r.get(1)?,
-            size: r.get::<_, i64>(2)? as u64,
-            offset: r.get::<_, i64>(3)? as u64,
-            length: r.get::<_, i64>(4)? as u64,
-            pack_id: r.get::<_, i64>(5)? as u64,
-        },
+        location: location_of(r)?,
     })
-}
-
-/// The rows of `wanted` found by one pass over the whole table: for a request that covers a
-/// good part of the table, a sequential scan with a set lookup per row costs a fraction of one
-/// B-tree probe per key (100k keys of 100k rows: ~3x faster).
-fn scan_table(c: &Connection, wanted: &KeySet<'_>) -> rusqlite::Result<Vec<PackedEntry>> {
-    let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM db_object"))?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let hit = match row.get_ref(0)? {
-            rusqlite::types::ValueRef::Text(t) => wanted.contains(t),
-            _ => false,
-        };
-        if hit {
-            out.push(row_to_entry(row)?);
-        }
-    }
-    Ok(out)
 }
 
 /// `entries` in hashkey order. Rows in hashkey order walk the hashkey index's B-tree from left

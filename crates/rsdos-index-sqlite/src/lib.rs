@@ -26,5 +26,6 @@
 
 mod index;
 mod key_set;
+mod table_scan;
 
 pub use index::SqliteIndex;
