@@ -1,6 +1,8 @@
 //! `rsdos-bench`: times the Rust core on n small objects (0-1000 bytes, half random, half
 //! text, as `bench/bench.py`) and prints one line per workload. A benchmark command, never a
-//! test: `cargo run --release -p rsdos-bench -- [N] [DIR]`.
+//! test: `cargo run --release -p rsdos-bench -- [N] [DIR]`. Subcommands: `phases N DIR [FILTER]`
+//! (single phases of the core), `durable N DIR` (the flush floor of W1, `durable_floor.rs`),
+//! `op OP PATH`, `remote ...`.
 
 use std::io::Read;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use rsdos::{
 };
 use rsdos_testkit::data::{Rng, small_objects};
 
+mod durable_floor;
 mod remote;
 
 fn timed<T>(name: &str, items: usize, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -214,6 +217,10 @@ fn main() -> Result<()> {
         Some("remote") => {
             args.next();
             return remote::run(args);
+        }
+        Some("durable") => {
+            args.next();
+            return durable_floor::run(args);
         }
         _ => {}
     }
