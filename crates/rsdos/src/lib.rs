@@ -33,6 +33,7 @@
 
 mod auto_pack;
 mod codec;
+mod compress_job;
 mod container;
 mod hashing;
 mod layout;

@@ -7,6 +7,7 @@ use rsdos_core::{
 };
 
 use crate::codec::{BufCompressor, StreamEncoder, auto_should_compress};
+use crate::compress_job::{CompressJob, Compressed, Pending};
 use crate::container::Container;
 use crate::hashing::{HashingReader, read_up_to};
 use crate::lock::MaintenanceLock;
@@ -30,11 +31,6 @@ const COMPRESS_THREADS_MAX: usize = 8;
 /// them over in batches of this size keeps the channel's messages few.
 const FEED_MIN_ROWS: usize = 2048;
 
-struct Pending {
-    hashkey: String,
-    data: Vec<u8>,
-}
-
 /// A session of direct-to-pack writes. Holds the maintenance lock and the appender of the
 /// current pack; rows of each pack are committed in one transaction after the pack's bytes
 /// are fsynced. Dropping it without [`PackWriter::finish`] discards the uncommitted tail.
@@ -52,8 +48,11 @@ pub(crate) struct PackWriter<'c> {
     pending: Vec<Pending>,
     pending_bytes: usize,
     compressor: BufCompressor,
-    /// Compressors of the helper threads of [`PackWriter::compress_batch`].
+    /// Compressors of the helper threads of [`CompressJob`]s, kept between batches.
     extra_compressors: Vec<BufCompressor>,
+    /// The batch handed to compression helpers while the next one is collected: written
+    /// before the next batch is handed over, and by [`PackWriter::flush_pending`].
+    in_flight: Option<CompressJob>,
     inbuf: Vec<u8>,
     next_pack_hint: PackId,
     /// The helper inserting this pack's rows while the pack is written (started once a
@@ -105,6 +104,7 @@ impl<'c> PackWriter<'c> {
             pending_bytes: 0,
             compressor: BufCompressor::new(container.config().compression_algorithm),
             extra_compressors: Vec::new(),
+            in_flight: None,
             inbuf: Vec::new(),
             next_pack_hint: container.pack_id_hint(),
             committed: Vec::new(),
@@ -223,7 +223,7 @@ impl<'c> PackWriter<'c> {
                 if self.pending.len() >= PENDING_MAX_OBJECTS
                     || self.pending_bytes >= PENDING_MAX_BYTES
                 {
-                    self.flush_pending()?;
+                    self.hand_off_pending()?;
                 }
             }
             return Ok(hashkey);
@@ -232,10 +232,47 @@ impl<'c> PackWriter<'c> {
         self.add_streamed(head, reader)
     }
 
-    /// Writes buffered small objects that are not already packed.
+    /// Writes buffered small objects that are not already packed, and the batch in flight
+    /// before them: when it returns, every object added so far is written.
     fn flush_pending(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        self.write_in_flight()?;
+        let batch = self.take_new_pending()?;
+        if batch.is_empty() {
             return Ok(());
+        }
+        let job = self.start_job(batch);
+        let (batch, compressed) = job.finish(&mut self.compressor, &mut self.extra_compressors)?;
+        self.write_batch(batch, compressed)
+    }
+
+    /// As [`PackWriter::flush_pending`], except that a batch to compress is only handed to
+    /// helper threads: it is written when the next batch is handed over (or flushed), and the
+    /// caller collects the next batch meanwhile.
+    fn hand_off_pending(&mut self) -> Result<()> {
+        if matches!(self.compress, CompressMode::No | CompressMode::Keep) {
+            return self.flush_pending();
+        }
+        let batch = self.take_new_pending()?;
+        self.write_in_flight()?;
+        if !batch.is_empty() {
+            self.in_flight = Some(self.start_job(batch));
+        }
+        Ok(())
+    }
+
+    /// Finishes compressing the batch in flight, if any, and writes it.
+    fn write_in_flight(&mut self) -> Result<()> {
+        let Some(job) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (batch, compressed) = job.finish(&mut self.compressor, &mut self.extra_compressors)?;
+        self.write_batch(batch, compressed)
+    }
+
+    /// The buffered objects that are not packed already (one index lookup for all).
+    fn take_new_pending(&mut self) -> Result<Vec<Pending>> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
         }
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
@@ -247,16 +284,39 @@ impl<'c> PackWriter<'c> {
             .into_iter()
             .map(|e| e.hashkey)
             .collect();
-        let new: Vec<Pending> = if present.is_empty() {
+        Ok(if present.is_empty() {
             pending
         } else {
             pending
                 .into_iter()
                 .filter(|p| !present.contains(&p.hashkey))
                 .collect()
-        };
-        let compressed = self.compress_batch(&new)?;
-        for (p, packed) in new.into_iter().zip(compressed) {
+        })
+    }
+
+    /// Starts compressing `batch` on all cores (up to [`COMPRESS_THREADS_MAX`] threads, the
+    /// caller of [`CompressJob::finish`] one of them). Compression is the costly step of a
+    /// compressed write (zlib-1 runs at ~100 MB/s on large objects, ~18 µs per small one).
+    fn start_job(&mut self, batch: Vec<Pending>) -> CompressJob {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(COMPRESS_THREADS_MAX);
+        let algorithm = self.container.config().compression_algorithm;
+        CompressJob::start(
+            batch,
+            self.compress,
+            threads,
+            PARALLEL_COMPRESS_MIN,
+            &mut self.extra_compressors,
+            || BufCompressor::new(algorithm),
+        )
+    }
+
+    /// Appends each object of `batch` in its stored form (`compressed`, in the same order)
+    /// and records its row.
+    fn write_batch(&mut self, batch: Vec<Pending>, compressed: Compressed) -> Result<()> {
+        for (p, packed) in batch.into_iter().zip(compressed) {
             let stored: &[u8] = packed.as_deref().unwrap_or(&p.data);
             let appender = self.ensure_pack()?;
             let offset = appender.position();
@@ -278,79 +338,6 @@ impl<'c> PackWriter<'c> {
         }
         self.feed_rows(FEED_MIN_ROWS);
         Ok(())
-    }
-
-    /// The compressed form of each object of `batch` that is to be stored compressed (`None`:
-    /// stored as it is). Compression is the costly step of a compressed write (zlib-1 runs at
-    /// ~100 MB/s), so a large batch is split over the cores while one thread keeps writing.
-    fn compress_batch(&mut self, batch: &[Pending]) -> Result<Vec<Option<Vec<u8>>>> {
-        let mode = self.compress;
-        if matches!(mode, CompressMode::No | CompressMode::Keep) {
-            return Ok(vec![None; batch.len()]);
-        }
-        let compress_one =
-            |compressor: &mut BufCompressor, p: &Pending| -> Result<Option<Vec<u8>>> {
-                let wanted = match mode {
-                    CompressMode::Yes => true,
-                    _ => auto_should_compress(&p.data, p.data.len() as u64),
-                };
-                if !wanted {
-                    return Ok(None);
-                }
-                let mut out = Vec::new();
-                compressor
-                    .compress(&p.data, &mut out)
-                    .map_err(|e| Error::io("compress", format!("object {}", p.hashkey), e))?;
-                Ok(Some(out))
-            };
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(COMPRESS_THREADS_MAX);
-        if threads <= 1 || batch.len() < PARALLEL_COMPRESS_MIN {
-            let compressor = &mut self.compressor;
-            return batch.iter().map(|p| compress_one(compressor, p)).collect();
-        }
-        let algorithm = self.container.config().compression_algorithm;
-        while self.extra_compressors.len() < threads - 1 {
-            self.extra_compressors.push(BufCompressor::new(algorithm));
-        }
-        let chunk = batch.len().div_ceil(threads);
-        let mut parts = batch.chunks(chunk);
-        let first = parts.next().unwrap_or(&[]);
-        let own = &mut self.compressor;
-        let extra = &mut self.extra_compressors;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .zip(extra.iter_mut())
-                .map(|(part, compressor)| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|p| compress_one(compressor, p))
-                            .collect::<Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            let own_part: Result<Vec<Option<Vec<u8>>>> =
-                first.iter().map(|p| compress_one(own, p)).collect();
-            // Every helper is joined before any error is returned: a helper that panicked
-            // becomes an error here instead of a panic of the scope.
-            let parts: Vec<Result<Vec<Option<Vec<u8>>>>> = handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidArgument(
-                            "BUG: a compression thread panicked".into(),
-                        ))
-                    })
-                })
-                .collect();
-            let mut out = own_part?;
-            for part in parts {
-                out.extend(part?);
-            }
-            Ok(out)
-        })
     }
 
     /// Streams a large object into the current pack while hashing (and compressing).

@@ -410,6 +410,107 @@ fn add_many_to_pack_failing_input_keeps_what_was_written() {
     );
 }
 
+/// Compressed writes hand each batch of small objects (2,048) to compression threads while the
+/// next one is collected. Across several batches, a large object in between (which writes
+/// everything before it first), duplicates across batches and packs filling up meanwhile, the
+/// objects must still land once each, in input order, without holes.
+#[test]
+fn compressed_writes_of_many_batches_keep_input_order() {
+    for algorithm in [CompressionAlgorithm::Zlib(1), CompressionAlgorithm::Zstd(1)] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = new_container(
+            dir.path(),
+            InitOptions::default()
+                .with_compression_algorithm(algorithm)
+                .with_pack_size_target(256 * 1024),
+        );
+        let mut rng = Rng::new(21);
+        let mut contents: Vec<Vec<u8>> = (0..7_000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    text_bytes(&mut rng, 50 + i % 700)
+                } else {
+                    random_bytes(&mut rng, 50 + i % 700)
+                }
+            })
+            .collect();
+        // A large object (streamed) between batches, and repeats of earlier objects.
+        contents.insert(3_000, text_bytes(&mut rng, 2 << 20));
+        for i in (0..2_000).step_by(97) {
+            contents.push(contents[i].clone());
+        }
+        let keys = c
+            .add_many_to_pack(contents.iter().map(|v| &v[..]), &packed(CompressMode::Yes))
+            .expect("pack");
+        assert_eq!(keys.len(), contents.len());
+        let mut first_seen: Vec<&String> = Vec::new();
+        let mut distinct = HashSet::new();
+        for (k, v) in keys.iter().zip(&contents) {
+            assert_eq!(k, &HashType::Sha256.hash_hex(v), "{algorithm}");
+            if distinct.insert(k) {
+                first_seen.push(k);
+            }
+        }
+        assert_eq!(c.count().expect("count").packed, distinct.len() as u64);
+        // In input order: (pack, offset) grows along the first occurrences.
+        let places: Vec<(u64, u64)> = first_seen
+            .iter()
+            .map(|k| {
+                let loc = c.meta(k).expect("meta").packed.expect("packed");
+                assert!(loc.compressed, "{algorithm}: YES compresses everything");
+                (loc.pack_id, loc.offset)
+            })
+            .collect();
+        assert!(
+            places.windows(2).all(|w| w[0] < w[1]),
+            "{algorithm}: objects out of input order"
+        );
+        for (k, v) in keys.iter().zip(&contents).step_by(7) {
+            assert_eq!(&c.get_object(k).expect("get"), v, "{algorithm}");
+        }
+        let sizes = c.total_size().expect("size");
+        assert_eq!(
+            sizes.total_size_packfiles_on_disk, sizes.total_size_packed_on_disk,
+            "{algorithm}: no holes"
+        );
+    }
+}
+
+/// A compressed write whose input fails while a batch is still being compressed keeps every
+/// object before the failure: the batch in flight is written too.
+#[test]
+fn compressed_write_failing_input_keeps_the_batch_in_flight() {
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the source went away"))
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = new_container(dir.path(), InitOptions::default());
+    let mut rng = Rng::new(22);
+    // Two full batches (one in flight when the second is handed over) and a partial one.
+    let contents: Vec<Vec<u8>> = (0..5_000)
+        .map(|i| text_bytes(&mut rng, 20 + i % 400))
+        .collect();
+    let inputs = contents
+        .iter()
+        .map(|v| Box::new(&v[..]) as Box<dyn Read>)
+        .chain(std::iter::once(Box::new(Failing) as Box<dyn Read>));
+    let err = c
+        .add_many_to_pack(inputs, &packed(CompressMode::Yes))
+        .expect_err("the source fails");
+    let source = std::error::Error::source(&err).map(|s| s.to_string());
+    assert_eq!(source.as_deref(), Some("the source went away"), "{err}");
+    let distinct: HashSet<&Vec<u8>> = contents.iter().collect();
+    assert_eq!(c.count().expect("count").packed, distinct.len() as u64);
+    for v in contents.iter().step_by(53) {
+        let k = HashType::Sha256.hash_hex(v);
+        assert_eq!(&c.get_object(&k).expect("get"), v);
+        assert!(c.meta(&k).expect("meta").packed.expect("packed").compressed);
+    }
+}
+
 #[test]
 fn compression_modes_and_codecs() {
     for algorithm in [
