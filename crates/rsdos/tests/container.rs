@@ -368,31 +368,37 @@ fn thread_names() -> Vec<String> {
         .collect()
 }
 
-/// A direct-to-pack write that fails half-way commits what was completely written (rows
-/// handed to the helper included) and leaves the index writable at once.
-#[test]
-fn add_many_to_pack_failing_input_keeps_what_was_written() {
+/// `add_many_to_pack` of `contents` followed by an input that fails: the call must fail with
+/// that input's error.
+fn write_then_fail(c: &Container, contents: &[Vec<u8>], compress: CompressMode) {
     struct Failing;
     impl Read for Failing {
         fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
             Err(std::io::Error::other("the source went away"))
         }
     }
+    let inputs = contents
+        .iter()
+        .map(|v| Box::new(&v[..]) as Box<dyn Read>)
+        .chain(std::iter::once(Box::new(Failing) as Box<dyn Read>));
+    let err = c
+        .add_many_to_pack(inputs, &packed(compress))
+        .expect_err("the source fails");
+    let source = std::error::Error::source(&err).map(|s| s.to_string());
+    assert_eq!(source.as_deref(), Some("the source went away"), "{err}");
+}
+
+/// A direct-to-pack write that fails half-way commits what was completely written (rows
+/// handed to the helper included) and leaves the index writable at once.
+#[test]
+fn add_many_to_pack_failing_input_keeps_what_was_written() {
     let dir = tempfile::tempdir().expect("tmp");
     let c = new_container(dir.path(), InitOptions::default());
     let mut rng = Rng::new(10);
     let contents: Vec<Vec<u8>> = (0..6_000)
         .map(|i| random_bytes(&mut rng, 10 + i % 300))
         .collect();
-    let inputs = contents
-        .iter()
-        .map(|v| Box::new(&v[..]) as Box<dyn Read>)
-        .chain(std::iter::once(Box::new(Failing) as Box<dyn Read>));
-    let err = c
-        .add_many_to_pack(inputs, &packed(CompressMode::No))
-        .expect_err("the source fails");
-    let source = std::error::Error::source(&err).map(|s| s.to_string());
-    assert_eq!(source.as_deref(), Some("the source went away"), "{err}");
+    write_then_fail(&c, &contents, CompressMode::No);
     assert_eq!(c.count().expect("count").packed, 6_000);
     for v in contents.iter().step_by(101) {
         let k = HashType::Sha256.hash_hex(v);
@@ -480,12 +486,6 @@ fn compressed_writes_of_many_batches_keep_input_order() {
 /// object before the failure: the batch in flight is written too.
 #[test]
 fn compressed_write_failing_input_keeps_the_batch_in_flight() {
-    struct Failing;
-    impl Read for Failing {
-        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-            Err(std::io::Error::other("the source went away"))
-        }
-    }
     let dir = tempfile::tempdir().expect("tmp");
     let c = new_container(dir.path(), InitOptions::default());
     let mut rng = Rng::new(22);
@@ -493,15 +493,7 @@ fn compressed_write_failing_input_keeps_the_batch_in_flight() {
     let contents: Vec<Vec<u8>> = (0..5_000)
         .map(|i| text_bytes(&mut rng, 20 + i % 400))
         .collect();
-    let inputs = contents
-        .iter()
-        .map(|v| Box::new(&v[..]) as Box<dyn Read>)
-        .chain(std::iter::once(Box::new(Failing) as Box<dyn Read>));
-    let err = c
-        .add_many_to_pack(inputs, &packed(CompressMode::Yes))
-        .expect_err("the source fails");
-    let source = std::error::Error::source(&err).map(|s| s.to_string());
-    assert_eq!(source.as_deref(), Some("the source went away"), "{err}");
+    write_then_fail(&c, &contents, CompressMode::Yes);
     let distinct: HashSet<&Vec<u8>> = contents.iter().collect();
     assert_eq!(c.count().expect("count").packed, distinct.len() as u64);
     for v in contents.iter().step_by(53) {
