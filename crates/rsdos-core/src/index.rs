@@ -123,6 +123,17 @@ pub trait ObjectIndexExt: ObjectIndex {
         }
     }
 
+    /// The hashkeys among `keys` that are packed, collected into any set (one
+    /// [`ObjectIndex::get_many`]): the question packing, cleaning and direct writes ask of a
+    /// batch of keys before they act on it.
+    fn packed_among<S: FromIterator<String>>(&self, keys: &[&str]) -> Result<S> {
+        Ok(self
+            .get_many(keys)?
+            .into_iter()
+            .map(|e| e.hashkey)
+            .collect())
+    }
+
     /// All rows of one pack ordered by offset, fetched `page` at a time.
     fn iter_pack(&self, pack_id: u64, page: usize) -> PackEntryIter<'_, Self> {
         PackEntryIter {

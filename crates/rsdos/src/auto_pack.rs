@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rsdos_core::ObjectIndexExt;
 use rsdos_core::{CompressMode, Error, ErrorKind, HashType, Result, durable};
 
 use crate::codec::{BufCompressor, auto_should_compress};
@@ -769,12 +770,7 @@ impl AutoPackRunner {
         let started = Instant::now();
         let container = &self.container;
         let refs: Vec<&str> = batch.iter().map(|w| w.key.as_str()).collect();
-        let packed: HashSet<String> = container
-            .index()
-            .get_many(&refs)?
-            .into_iter()
-            .map(|e| e.hashkey)
-            .collect();
+        let packed: HashSet<String> = container.index().packed_among(&refs)?;
         let mut writer =
             PackWriter::with_lock_held(container, self.options.compress, self.options.fsync, None);
         let mut done = 0;

@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 
+use rsdos_core::ObjectIndexExt;
 use rsdos_core::{
     CompressMode, Error, ErrorKind, PackAppender, PackId, PackedEntry, PackedLocation, Result,
 };
@@ -277,13 +278,7 @@ impl<'c> PackWriter<'c> {
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let keys: Vec<&str> = pending.iter().map(|p| p.hashkey.as_str()).collect();
-        let present: foldhash::HashSet<String> = self
-            .container
-            .index()
-            .get_many(&keys)?
-            .into_iter()
-            .map(|e| e.hashkey)
-            .collect();
+        let present: foldhash::HashSet<String> = self.container.index().packed_among(&keys)?;
         Ok(if present.is_empty() {
             pending
         } else {

@@ -24,6 +24,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rsdos_core::ObjectIndexExt;
 use rsdos_core::{Error, Result, durable};
 
 use crate::container::Container;
@@ -272,12 +273,7 @@ impl WriteBatch {
         let container = &self.container;
         let loose = container.loose_store();
         let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
-        let packed: HashSet<String> = container
-            .index()
-            .get_many(&keys)?
-            .into_iter()
-            .map(|e| e.hashkey)
-            .collect();
+        let packed: HashSet<String> = container.index().packed_among(&keys)?;
         // Shard folders to fsync at the end, and whether each received a new name.
         let mut shards: HashMap<PathBuf, bool> = HashMap::new();
         let mut moves: Vec<(&Pending, PathBuf)> = Vec::with_capacity(pending.len());

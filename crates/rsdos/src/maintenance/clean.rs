@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use rsdos_core::ObjectIndexExt;
 use rsdos_core::{Error, Result, durable};
 
 use crate::container::Container;
@@ -103,12 +104,7 @@ impl Container {
         let mut doomed = Vec::new();
         for chunk in loose.chunks(crate::maintenance::LOOKUP_CHUNK) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let packed: HashSet<String> = self
-                .index()
-                .get_many(&refs)?
-                .into_iter()
-                .map(|e| e.hashkey)
-                .collect();
+            let packed: HashSet<String> = self.index().packed_among(&refs)?;
             doomed.extend(chunk.iter().filter(|k| packed.contains(*k)).cloned());
         }
         progress.start(

@@ -136,12 +136,7 @@ impl Import<'_, '_> {
         let mut loose_only: HashSet<String> = HashSet::with_capacity(loose.len());
         for chunk in loose.chunks(CHUNK) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let packed: HashSet<String> = source
-                .index()
-                .get_many(&refs)?
-                .into_iter()
-                .map(|e| e.hashkey)
-                .collect();
+            let packed: HashSet<String> = source.index().packed_among(&refs)?;
             loose_only.extend(chunk.iter().filter(|k| !packed.contains(*k)).cloned());
         }
         drop(loose);

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::sync::Mutex;
 use std::sync::mpsc::sync_channel;
 
+use rsdos_core::ObjectIndexExt;
 use rsdos_core::{CompressMode, Error, ErrorKind, Result};
 
 use crate::codec::{BufCompressor, auto_should_compress};
@@ -122,12 +123,7 @@ impl Container {
                 .drain(..keys.len().min(crate::maintenance::LOOKUP_CHUNK))
                 .collect();
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let packed: HashSet<String> = self
-                .index()
-                .get_many(&refs)?
-                .into_iter()
-                .map(|e| e.hashkey)
-                .collect();
+            let packed: HashSet<String> = self.index().packed_among(&refs)?;
             todo.extend(chunk.into_iter().filter(|k| !packed.contains(k)));
         }
         let mut report = PackReport::default();
