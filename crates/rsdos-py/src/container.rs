@@ -80,6 +80,52 @@ fn split_keys<K: AsRef<str>>(container: &Container, keys: Vec<K>) -> (Vec<K>, Ve
     (valid, invalid)
 }
 
+/// Lists of at least this many hashkeys reach Rust joined into one text (one `str.join` in C,
+/// then one copy) rather than one `str` at a time (a bytes object and a `String` each): for
+/// 100,000 keys, ~8 ms instead of ~20 ms of the calling thread.
+const JOINED_MIN_KEYS: usize = 1024;
+
+/// Starts a bulk read of `hashkeys` (a list of `str`): the reader of the valid keys, the keys
+/// that are not valid for the container's hash type (missing by definition), and the number
+/// of valid keys. A `TypeError` if an item is not a `str`.
+fn start_read_many(
+    py: Python<'_>,
+    c: &Container,
+    hashkeys: &Bound<'_, PyList>,
+    skip_if_missing: bool,
+) -> PyResult<(rsdos::ManyReader, Vec<String>, usize)> {
+    let n = hashkeys.len();
+    if n >= JOINED_MIN_KEYS
+        && let Some(text) = joined_lines(hashkeys)?
+    {
+        match py.detach(|| c.read_many_lines(&text, skip_if_missing)) {
+            Ok(reader) => return Ok((reader, Vec::new(), n)),
+            // A key that is not valid for the container (missing by definition): sorted out
+            // key by key below.
+            Err(e) if e.kind() == rsdos::ErrorKind::InvalidHashkey => {}
+            Err(e) => return Err(to_pyerr(py, e)),
+        }
+    }
+    let (valid, invalid) = split_keys(c, hashkeys.extract::<Vec<PyBackedStr>>()?);
+    let reader = py
+        .detach(|| c.read_many(&valid, skip_if_missing))
+        .map_err(|e| to_pyerr(py, e))?;
+    Ok((reader, invalid, valid.len()))
+}
+
+/// `"\n".join(keys)` if that has one line per key: `None` if an item is not a `str` (the
+/// key-by-key extraction then raises its `TypeError`) or a key holds a newline.
+fn joined_lines(keys: &Bound<'_, PyList>) -> PyResult<Option<String>> {
+    let py = keys.py();
+    let Ok(joined) = PyString::new(py, "\n").call_method1(pyo3::intern!(py, "join"), (keys,))
+    else {
+        return Ok(None);
+    };
+    let text = joined.cast::<PyString>()?.to_cow()?.into_owned();
+    let lines = text.bytes().filter(|b| *b == b'\n').count() + 1;
+    Ok((lines == keys.len()).then_some(text))
+}
+
 /// Removes repeated keys, keeping the first occurrence.
 fn dedup(keys: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::with_capacity(keys.len());
@@ -447,34 +493,23 @@ impl PyContainer {
     fn open_many(
         &self,
         py: Python<'_>,
-        hashkeys: Vec<PyBackedStr>,
+        hashkeys: &Bound<'_, PyList>,
         skip_if_missing: bool,
     ) -> PyResult<ManyIter> {
         let c = self.handle(py)?;
-        let (valid, invalid) = split_keys(&c, hashkeys);
-        let reader = py
-            .detach(|| c.read_many(&valid, skip_if_missing))
-            .map_err(|e| to_pyerr(py, e))?;
-        Ok(ManyIter::new(
-            reader,
-            dedup(invalid),
-            skip_if_missing,
-            valid.len(),
-        ))
+        let (reader, invalid, keys) = start_read_many(py, &c, hashkeys, skip_if_missing)?;
+        Ok(ManyIter::new(reader, dedup(invalid), skip_if_missing, keys))
     }
 
     /// `{hashkey: bytes}` of many objects (`None` for missing ones unless skipped).
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        hashkeys: Vec<PyBackedStr>,
+        hashkeys: &Bound<'py, PyList>,
         skip_if_missing: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let c = self.handle(py)?;
-        let (valid, invalid) = split_keys(&c, hashkeys);
-        let mut many = py
-            .detach(|| c.read_many(&valid, skip_if_missing))
-            .map_err(|e| to_pyerr(py, e))?;
+        let (mut many, invalid, _) = start_read_many(py, &c, hashkeys, skip_if_missing)?;
         let out = PyDict::new(py);
         loop {
             let batch = py.detach(|| {

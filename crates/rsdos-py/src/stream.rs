@@ -111,6 +111,18 @@ impl ObjectStream {
             _ => remaining,
         };
         let n = usize::try_from(n).map_err(|_| PyValueError::new_err("read size too large"))?;
+        if st.peek.is_empty()
+            && let Some(rest) = reader.buffered_rest()
+            && let Some(content) = rest.get(..n)
+        {
+            // One copy into the new bytes object, instead of zero-filling it and copying.
+            let bytes = PyBytes::new(py, content);
+            reader
+                .seek(SeekFrom::Current(n as i64))
+                .map_err(|e| read_error(py, e))?;
+            st.pos += n as u64;
+            return Ok(bytes);
+        }
         let peek = &mut st.peek;
         let mut failure = None;
         // Releasing and taking back the GIL costs more than copying a small object out of a

@@ -35,16 +35,26 @@ pub(crate) fn object_meta<'py>(py: Python<'py>, meta: &ObjectMeta) -> PyResult<B
     })?;
     let none = || py.None().into_bound(py);
     let values: [Bound<'py, PyAny>; 6] = match meta.packed {
-        Some(p) => [
-            object_type.bind(py).clone(),
-            meta.size.into_pyobject(py)?.into_any(),
-            p.pack_id.into_pyobject(py)?.into_any(),
-            pyo3::types::PyBool::new(py, p.compressed)
-                .to_owned()
-                .into_any(),
-            p.offset.into_pyobject(py)?.into_any(),
-            p.length.into_pyobject(py)?.into_any(),
-        ],
+        Some(p) => {
+            let size = meta.size.into_pyobject(py)?.into_any();
+            // An object stored uncompressed has a length equal to its size: one int object
+            // serves both (ints are immutable), one allocation less per object of a bulk read.
+            let length = if meta.size == Some(p.length) {
+                size.clone()
+            } else {
+                p.length.into_pyobject(py)?.into_any()
+            };
+            [
+                object_type.bind(py).clone(),
+                size,
+                p.pack_id.into_pyobject(py)?.into_any(),
+                pyo3::types::PyBool::new(py, p.compressed)
+                    .to_owned()
+                    .into_any(),
+                p.offset.into_pyobject(py)?.into_any(),
+                length,
+            ]
+        }
         None => [
             object_type.bind(py).clone(),
             meta.size.into_pyobject(py)?.into_any(),

@@ -298,6 +298,29 @@ def test_get_objects_stream_and_meta_many_keys(container):
     assert container.get_objects_content(keys) == want
 
 
+def test_bulk_reads_of_many_keys_with_odd_ones(container):
+    # A request of 1,024 keys or more reaches Rust as one joined text: keys that are no
+    # hashkey, that hold a newline, repeated or missing answer as in a short request, and an
+    # item that is not a str is a TypeError.
+    objects = random_objects(1500, 100)
+    keys = container.add_objects_to_pack(objects)
+    want = dict(zip(keys, objects))
+    for extra in ([], ['nothex'], [keys[0] + '\n' + keys[1]], [MISSING], [''], [keys[5].upper()]):
+        request = keys + keys[:10] + extra
+        with container.get_objects_stream_and_meta(request, skip_if_missing=False) as triplets:
+            got = {k: (s.read() if s is not None else None) for k, s, _ in triplets}
+        assert got == {**want, **dict.fromkeys(extra)}
+        assert container.get_objects_content(request, skip_if_missing=False) == {**want, **dict.fromkeys(extra)}
+        with container.get_objects_stream_and_meta(request) as triplets:
+            assert {k for k, _, _ in triplets} == set(keys)
+    for bad in (42, b'bytes', None):
+        with pytest.raises(TypeError):
+            with container.get_objects_stream_and_meta(keys + [bad]) as triplets:
+                list(triplets)
+        with pytest.raises(TypeError):
+            container.get_objects_content(keys + [bad])
+
+
 @pytest.mark.parametrize('compress', [False, True])
 def test_get_objects_stream_reads_in_pieces(container, compress):
     # Small objects are read from the bulk read's window with the GIL held, large ones (and

@@ -312,6 +312,27 @@ impl ObjectReader {
         }
     }
 
+    /// The rest of the content, borrowed, when it is in memory as stored uncompressed (a
+    /// packed object of a bulk read's window); `None` otherwise. A caller that copies it into
+    /// its own buffer (as Python's `read()` does into a new `bytes`) then seeks past it, and
+    /// saves filling that buffer twice.
+    pub fn buffered_rest(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Raw(RawReader::Memory {
+                buf,
+                start,
+                len,
+                pos,
+            }) => {
+                let rest = buf.get(start + pos..start + len)?;
+                // A stored length that disagrees with the size is read (and reported as
+                // corrupt) by `read`.
+                (rest.len() as u64 == self.size.saturating_sub(self.pos)).then_some(rest)
+            }
+            _ => None,
+        }
+    }
+
     /// Reads the rest of the object into a vector (preallocating at most 64 MiB up front, so a
     /// corrupt size cannot exhaust memory).
     pub fn read_all(&mut self) -> io::Result<Vec<u8>> {

@@ -734,10 +734,67 @@ fn read_many_serves_pack_order_then_loose_then_missing_each_once() {
         .collect::<Result<_, _>>()
         .expect("items");
     assert_eq!(owned, borrowed);
+    // Keys as the lines of one text: the same objects in the same order.
+    let lines: Vec<(String, rsdos::ObjectMeta)> = c
+        .read_many_lines(&ask.join("\n"), false)
+        .expect("read lines")
+        .map(|i| i.map(|i| (i.hashkey, i.meta)))
+        .collect::<Result<_, _>>()
+        .expect("line items");
+    assert_eq!(lines, borrowed);
     let mut bad = ask.clone();
     bad.push("not a hashkey".to_string());
-    let err = c.read_many(bad, true).expect_err("malformed key");
+    let err = c.read_many(bad.clone(), true).expect_err("malformed key");
     assert_eq!(err.kind(), rsdos::ErrorKind::InvalidHashkey, "{err}");
+    // A trailing newline is an empty last key, which is no hashkey.
+    for text in [
+        bad.join("\n"),
+        format!("{}\n", ask.join("\n")),
+        String::new(),
+    ] {
+        let err = c.read_many_lines(&text, true).expect_err("malformed line");
+        assert_eq!(err.kind(), rsdos::ErrorKind::InvalidHashkey, "{err}");
+    }
+}
+
+#[test]
+fn packed_objects_of_a_bulk_read_lend_their_buffered_content() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = Container::init(dir.path(), &InitOptions::default()).expect("init");
+    let raw: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 300 + usize::from(i)]).collect();
+    let plain = c
+        .add_many_to_pack(raw.iter().map(|v| &v[..]), &packed(CompressMode::No))
+        .expect("pack plain");
+    let squeezed = c
+        .add_many_to_pack([&[7u8; 5000][..]], &packed(CompressMode::Yes))
+        .expect("pack compressed");
+    let loose = c.add_object(b"loose").expect("loose");
+    let want: HashMap<&str, &[u8]> = plain
+        .iter()
+        .map(String::as_str)
+        .zip(raw.iter().map(|v| &v[..]))
+        .collect();
+    let mut lent = 0;
+    let keys = plain.iter().chain(&squeezed).chain([&loose]);
+    for item in c.read_many(keys, true).expect("read") {
+        let item = item.expect("item");
+        let mut reader = item.reader.expect("reader");
+        match want.get(item.hashkey.as_str()) {
+            Some(content) => {
+                assert_eq!(reader.buffered_rest(), Some(*content));
+                // After a partial read, the rest; after seeking to the end, nothing.
+                let mut head = [0u8; 10];
+                reader.read_exact(&mut head).expect("head");
+                assert_eq!(reader.buffered_rest(), Some(&content[10..]));
+                reader.seek(SeekFrom::End(0)).expect("seek");
+                assert_eq!(reader.buffered_rest(), Some(&[][..]));
+                lent += 1;
+            }
+            // Compressed or loose: nothing to lend, the reader decodes or reads a file.
+            None => assert_eq!(reader.buffered_rest(), None, "{}", item.hashkey),
+        }
+    }
+    assert_eq!(lent, 20);
 }
 
 #[test]
