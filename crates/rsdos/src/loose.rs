@@ -328,7 +328,66 @@ impl LooseStore {
             }
             return Ok(());
         }
-        for shard in read(&self.dir)? {
+        for (prefix, shard) in self.shards()? {
+            self.walk_shard(&prefix, &shard, &mut f)?;
+        }
+        Ok(())
+    }
+
+    /// [`for_each`](LooseStore::for_each), with the shard folders shared between this thread
+    /// and a helper: `f` folds each loose object into one accumulator per thread (made by
+    /// `init`), and the accumulators come back. Listing the 256 shard folders of a container
+    /// with no loose object takes ~4 ms: a third of a `count_objects` in a new process.
+    pub(crate) fn fold_on_two_threads<T: Send>(
+        &self,
+        init: impl Fn() -> T + Sync,
+        f: impl Fn(&mut T, String, &std::fs::DirEntry) -> Result<()> + Sync,
+    ) -> Result<Vec<T>> {
+        let mut mine = init();
+        if self.prefix_len == 0 {
+            self.for_each(|k, e| f(&mut mine, k, e))?;
+            return Ok(vec![mine]);
+        }
+        let shards = self.shards()?;
+        let (theirs, ours) = shards.split_at(shards.len() / 2);
+        let walk = |acc: &mut T, part: &[(String, PathBuf)]| -> Result<()> {
+            for (prefix, shard) in part {
+                self.walk_shard(prefix, shard, &mut |k, e| f(acc, k, e))?;
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new()
+                .name("rsdos-loose-list".into())
+                .spawn_scoped(scope, || {
+                    let mut acc = init();
+                    walk(&mut acc, theirs).map(|()| acc)
+                });
+            let mut out = Vec::with_capacity(2);
+            match helper {
+                Ok(helper) => {
+                    walk(&mut mine, ours)?;
+                    match helper.join() {
+                        Ok(theirs) => out.push(theirs?),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                // No thread to be had: both halves here.
+                Err(_) => {
+                    walk(&mut mine, theirs)?;
+                    walk(&mut mine, ours)?;
+                }
+            }
+            out.push(mine);
+            Ok(out)
+        })
+    }
+
+    /// The shard folders (`<prefix>/` of `prefix_len` hex digits) with their prefix.
+    fn shards(&self) -> Result<Vec<(String, PathBuf)>> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))?;
+        let mut shards = Vec::new();
+        for shard in entries {
             let shard = shard.map_err(|e| Error::io("list", &self.dir, e))?;
             let Some(prefix) = shard.file_name().to_str().map(str::to_string) else {
                 continue;
@@ -341,19 +400,30 @@ impl LooseStore {
             {
                 continue;
             }
-            let shard_path = shard.path();
-            for entry in read(&shard_path)? {
-                let entry = entry.map_err(|e| Error::io("list", &shard_path, e))?;
-                let name = entry.file_name();
-                let Some(rest) = name.to_str() else {
-                    continue;
-                };
-                let mut key = String::with_capacity(prefix.len() + rest.len());
-                key.push_str(&prefix);
-                key.push_str(rest);
-                if self.hash_type.validate(&key).is_ok() {
-                    f(key, &entry)?;
-                }
+            shards.push((prefix, shard.path()));
+        }
+        Ok(shards)
+    }
+
+    /// Calls `f` for each loose object of one shard folder.
+    fn walk_shard(
+        &self,
+        prefix: &str,
+        shard: &Path,
+        f: &mut dyn FnMut(String, &std::fs::DirEntry) -> Result<()>,
+    ) -> Result<()> {
+        let entries = std::fs::read_dir(shard).map_err(|e| Error::io("list", shard, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", shard, e))?;
+            let name = entry.file_name();
+            let Some(rest) = name.to_str() else {
+                continue;
+            };
+            let mut key = String::with_capacity(prefix.len() + rest.len());
+            key.push_str(prefix);
+            key.push_str(rest);
+            if self.hash_type.validate(&key).is_ok() {
+                f(key, &entry)?;
             }
         }
         Ok(())

@@ -847,6 +847,45 @@ fn meta_has_count_sizes_and_listing() {
 }
 
 #[test]
+fn loose_objects_are_counted_sized_and_listed_across_all_shards() {
+    // The shard folders are listed on two threads: every loose object is counted once,
+    // whichever half its folder falls in, with or without shard folders.
+    for prefix_len in [2, 0] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = new_container(
+            dir.path(),
+            InitOptions::default().with_loose_prefix_len(prefix_len),
+        );
+        let contents: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| format!("loose object {i}").into_bytes())
+            .collect();
+        let keys: HashSet<String> = contents
+            .iter()
+            .map(|o| c.add_object(o).expect("add"))
+            .collect();
+        // Names that are no hashkey are skipped, in the loose folder and in a shard.
+        std::fs::write(c.path().join("loose").join("junk"), b"x").expect("junk");
+        if prefix_len > 0 {
+            let shard = c.path().join("loose").join("ab");
+            std::fs::create_dir_all(&shard).expect("shard");
+            std::fs::write(shard.join("not-a-key"), b"x").expect("junk in shard");
+        }
+        let count = c.count().expect("count");
+        assert_eq!((count.loose, count.packed), (300, 0), "prefix {prefix_len}");
+        let size = c.total_size().expect("size");
+        let want: u64 = contents.iter().map(|o| o.len() as u64).sum();
+        assert_eq!(size.total_size_loose, want, "prefix {prefix_len}");
+        let listed: Vec<String> = c
+            .iter_hashkeys()
+            .expect("iter")
+            .collect::<Result<_, _>>()
+            .expect("list");
+        assert_eq!(listed.len(), 300, "each once, prefix {prefix_len}");
+        assert_eq!(listed.into_iter().collect::<HashSet<_>>(), keys);
+    }
+}
+
+#[test]
 fn delete_removes_loose_packed_and_duplicate_copies() {
     let dir = tempfile::tempdir().expect("tmp");
     let c = new_container(dir.path(), InitOptions::default());
