@@ -35,6 +35,14 @@ impl<'a> KeySet<'a> {
         }
     }
 
+    /// The number of distinct requested keys.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            KeySet::Inline(set) => set.len(),
+            KeySet::Text(set) => set.len(),
+        }
+    }
+
     /// Whether `key` (the raw text of a row's `hashkey`) is one of the requested keys.
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
         match self {

@@ -105,7 +105,9 @@ fn receive(
     wanted: &KeySet<'_>,
     rx: Receiver<rusqlite::Result<Chunk>>,
 ) -> rusqlite::Result<Vec<PackedEntry>> {
-    let mut out = Vec::new();
+    // At most one entry per requested key: sized once, rather than grown by copying (a
+    // dense request of 100,000 keys copied 17 MB while doubling).
+    let mut out = Vec::with_capacity(wanted.len());
     for chunk in rx {
         let chunk = chunk?;
         let mut start = 0;

@@ -98,7 +98,7 @@ fn start_read_many(
     if n >= JOINED_MIN_KEYS
         && let Some(text) = joined_lines(hashkeys)?
     {
-        match py.detach(|| c.read_many_lines(&text, skip_if_missing)) {
+        match py.detach(|| c.read_many_lines(text.as_ref(), skip_if_missing)) {
             Ok(reader) => return Ok((reader, Vec::new(), n)),
             // A key that is not valid for the container (missing by definition): sorted out
             // key by key below.
@@ -115,13 +115,14 @@ fn start_read_many(
 
 /// `"\n".join(keys)` if that has one line per key: `None` if an item is not a `str` (the
 /// key-by-key extraction then raises its `TypeError`) or a key holds a newline.
-fn joined_lines(keys: &Bound<'_, PyList>) -> PyResult<Option<String>> {
+fn joined_lines(keys: &Bound<'_, PyList>) -> PyResult<Option<PyBackedStr>> {
     let py = keys.py();
     let Ok(joined) = PyString::new(py, "\n").call_method1(pyo3::intern!(py, "join"), (keys,))
     else {
         return Ok(None);
     };
-    let text = joined.cast::<PyString>()?.to_cow()?.into_owned();
+    // Borrowed from Python (no copy into a `String`), readable without the GIL.
+    let text: PyBackedStr = joined.extract()?;
     let lines = text.bytes().filter(|b| *b == b'\n').count() + 1;
     Ok((lines == keys.len()).then_some(text))
 }
