@@ -525,8 +525,7 @@ impl Container {
     /// [`read_many`](Container::read_many) of the hashkeys that are the lines of `text`
     /// (separated by `\n`, with no newline after the last, so that the empty text is one
     /// empty key), as `git cat-file --batch` takes them: a caller holding its keys in another
-    /// language hands them over in one allocation (for 100,000 keys from a Python list, ~8 ms
-    /// instead of ~20 ms).
+    /// language hands them over in one allocation (the Python module's bulk reads do).
     pub fn read_many_lines(&self, text: &str, skip_if_missing: bool) -> Result<ManyReader> {
         self.read_many(text.split('\n'), skip_if_missing)
     }
