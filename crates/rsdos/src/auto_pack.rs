@@ -9,8 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rsdos_core::ObjectIndexExt;
-use rsdos_core::{CompressMode, Error, ErrorKind, HashType, Result, durable};
+use rsdos_core::{CompressMode, Error, ErrorKind, HashType, ObjectIndexExt, Result, durable};
 
 use crate::codec::{BufCompressor, auto_should_compress};
 use crate::container::Container;

@@ -636,18 +636,7 @@ impl Container {
         // an object packed and cleaned meanwhile is then counted twice, never missed. (Doing
         // both at once on two threads saved 1-2 ms of 10 and could miss it; dropped. The
         // loose folders alone are listed on two threads.)
-        let loose: u64 = self
-            .inner
-            .loose
-            .fold_on_two_threads(
-                || 0u64,
-                |n, _, _| {
-                    *n += 1;
-                    Ok(())
-                },
-            )?
-            .into_iter()
-            .sum();
+        let loose = self.sum_over_loose(|_| Ok(1))?;
         Ok(ObjectCount {
             packed: self.index().totals()?.count,
             loose,
@@ -657,24 +646,15 @@ impl Container {
 
     /// The five size figures of disk-objectstore's `get_total_size`.
     pub fn total_size(&self) -> Result<TotalSize> {
-        let loose: u64 = self
-            .inner
-            .loose
-            .fold_on_two_threads(
-                || 0u64,
-                |bytes, _, entry| {
-                    let path = entry.path();
-                    match std::fs::metadata(&path) {
-                        Ok(m) => *bytes += m.len(),
-                        // Packed and cleaned while we listed: not loose any more.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Error::io("stat", path, e)),
-                    }
-                    Ok(())
-                },
-            )?
-            .into_iter()
-            .sum();
+        let loose = self.sum_over_loose(|entry| {
+            let path = entry.path();
+            match std::fs::metadata(&path) {
+                Ok(m) => Ok(m.len()),
+                // Packed and cleaned while we listed: not loose any more.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(Error::io("stat", path, e)),
+            }
+        })?;
         let totals = self.index().totals()?;
         let mut packfiles = 0u64;
         for id in self.packs().list()? {
@@ -689,27 +669,42 @@ impl Container {
         })
     }
 
+    /// The sum of `value` over the loose objects, their shard folders listed on two threads.
+    fn sum_over_loose(
+        &self,
+        value: impl Fn(&std::fs::DirEntry) -> Result<u64> + Sync,
+    ) -> Result<u64> {
+        Ok(self
+            .inner
+            .loose
+            .fold_on_two_threads(
+                || 0u64,
+                |sum, _, entry| {
+                    *sum += value(entry)?;
+                    Ok(())
+                },
+            )?
+            .into_iter()
+            .sum())
+    }
+
     /// Every hashkey in the container, each once: packed ones in ascending order, then the
     /// loose-only ones. The loose folder is listed first (so an object packed and cleaned
     /// while the listing runs is still listed, from the index); the index is read in pages.
     pub fn iter_hashkeys(&self) -> Result<impl Iterator<Item = Result<String>> + Send + 'static> {
-        let mut loose: HashSet<String> = HashSet::new();
-        for part in self
+        let mut parts = self
             .inner
             .loose
             .fold_on_two_threads(HashSet::new, |set, k, _| {
                 set.insert(k);
                 Ok(())
-            })?
-        {
-            // The smaller set goes into the larger.
-            let (mut big, small) = if loose.len() < part.len() {
-                (part, std::mem::take(&mut loose))
-            } else {
-                (std::mem::take(&mut loose), part)
-            };
-            big.extend(small);
-            loose = big;
+            })?;
+        // The smaller sets go into the largest.
+        parts.sort_unstable_by_key(|set| std::cmp::Reverse(set.len()));
+        let mut parts = parts.into_iter();
+        let mut loose: HashSet<String> = parts.next().unwrap_or_default();
+        for part in parts {
+            loose.extend(part);
         }
         let container = self.clone();
         let mut last: Option<String> = None;

@@ -2,9 +2,9 @@
 
 use std::io::{Read, Write};
 
-use rsdos_core::ObjectIndexExt;
 use rsdos_core::{
-    CompressMode, Error, ErrorKind, PackAppender, PackId, PackedEntry, PackedLocation, Result,
+    CompressMode, Error, ErrorKind, ObjectIndexExt, PackAppender, PackId, PackedEntry,
+    PackedLocation, Result,
 };
 
 use crate::codec::{BufCompressor, StreamEncoder, auto_should_compress};

@@ -24,8 +24,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rsdos_core::ObjectIndexExt;
-use rsdos_core::{Error, Result, durable};
+use rsdos_core::{Error, ObjectIndexExt, Result, durable};
 
 use crate::container::Container;
 

@@ -6,8 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use rsdos_core::ObjectIndexExt;
-use rsdos_core::{Error, Result, durable};
+use rsdos_core::{Error, ObjectIndexExt, Result, durable};
 
 use crate::container::Container;
 use crate::progress::{Progress, ProgressUnit, check_stop};

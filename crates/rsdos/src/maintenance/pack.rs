@@ -5,8 +5,7 @@ use std::io::Read;
 use std::sync::Mutex;
 use std::sync::mpsc::sync_channel;
 
-use rsdos_core::ObjectIndexExt;
-use rsdos_core::{CompressMode, Error, ErrorKind, Result};
+use rsdos_core::{CompressMode, Error, ErrorKind, ObjectIndexExt, Result};
 
 use crate::codec::{BufCompressor, auto_should_compress};
 use crate::container::Container;
